@@ -1,0 +1,67 @@
+# Falcon: `make run` for a first look on embedded defaults, `make test` for the full check.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+export UV_PYTHON_DOWNLOADS := never
+UV := .tools/bin/uv
+VENV_PY := .venv/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The environment `make test` runs in: PostgreSQL and Redis on loopback, throwaway secrets.
+TEST_ENV := \
+	DATABASE_URL=postgres://falcon@127.0.0.1:5432/falcon \
+	CELERY_BROKER_URL=redis://127.0.0.1:6379/15 \
+	CELERY_RESULT_BACKEND=redis://127.0.0.1:6379/14 \
+	FALCON_SECRET_KEY=test-secret-key-not-for-production-0123456789abcdefghijklmnop \
+	FALCON_ENCRYPTION_KEYS=test1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8= \
+	FALCON_DEBUG=0 FALCON_SSL_REDIRECT=0 FALCON_VAR_DIR=$(CURDIR)/var/test \
+	ALLOWED_HOSTS=testserver,localhost,127.0.0.1 EMAIL_URL=locmem://
+
+.PHONY: help venv run test lint typecheck pytest services lock clean
+
+help:
+	@echo "make run    first look: install, migrate, seed the demo tenant, start web + worker + beat"
+	@echo "make test   install, start PostgreSQL/Redis if needed, run ruff, mypy and pytest"
+
+$(UV):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: Python >= 3.11 is required (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --disable-pip-version-check --require-hashes -r .ci/uv-requirements.txt
+
+.venv/.synced: $(UV) uv.lock pyproject.toml
+	$(UV) sync --locked --python $(PYTHON)
+	@touch $@
+
+venv: .venv/.synced
+
+run: venv
+	$(VENV_PY) manage.py migrate --noinput
+	$(VENV_PY) manage.py seed_demo
+	@echo "Starting web ($(HOST):$(PORT)), Celery worker and beat. Ctrl-C stops all three."
+	@trap 'kill 0' INT TERM EXIT; \
+		.venv/bin/celery -A falcon worker --loglevel=INFO --pool=threads --concurrency=4 & \
+		.venv/bin/celery -A falcon beat --loglevel=INFO & \
+		$(VENV_PY) manage.py runserver $(HOST):$(PORT) --noreload & \
+		wait
+
+services:
+	./.ci/services
+
+lint: venv
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+
+typecheck: venv
+	$(TEST_ENV) .venv/bin/mypy .
+
+pytest: venv services
+	$(TEST_ENV) .venv/bin/pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+lock: $(UV)
+	$(UV) lock --python $(PYTHON)
+
+clean:
+	rm -rf .venv .tools var/test .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,138 @@
+"""API plumbing shared by every app: the error shape, pagination and strict request bodies."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.core import exceptions as django_exceptions
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions as drf_exceptions
+from rest_framework import serializers
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from falcon.errors import FalconError
+from falcon.middleware import current_request_id, error_body
+
+logger = logging.getLogger(__name__)
+
+
+def _plain(detail: Any) -> Any:
+    """ErrorDetail trees as plain JSON values."""
+    if isinstance(detail, dict):
+        return {str(key): _plain(value) for key, value in detail.items()}
+    if isinstance(detail, list):
+        return [_plain(item) for item in detail]
+    return str(detail)
+
+
+def _validation_response(detail: Any) -> Response:
+    fields = _plain(detail)
+    if not isinstance(fields, dict):
+        fields = {"non_field_errors": fields if isinstance(fields, list) else [fields]}
+    first = next(iter(fields.items()), None)
+    message = "The request is not valid."
+    if first is not None:
+        name, problems = first
+        text = (
+            problems[0] if isinstance(problems, list) and problems and isinstance(problems[0], str) else None
+        )
+        if text:
+            message = text if name == "non_field_errors" else f"{name}: {text}"
+    return Response(error_body("invalid", message, fields), status=400)
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    """DRF's exception handler, answering every failure in ``{"error": {code, message, fields}}``."""
+    if isinstance(exc, FalconError):
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+    if isinstance(exc, Http404 | django_exceptions.ObjectDoesNotExist):
+        exc = drf_exceptions.NotFound()
+    elif isinstance(exc, django_exceptions.PermissionDenied):
+        exc = drf_exceptions.PermissionDenied()
+    elif isinstance(exc, django_exceptions.RequestDataTooBig):
+        return Response(error_body("payload_too_large", "The request body is too large."), status=413)
+    elif isinstance(exc, django_exceptions.ValidationError):
+        exc = drf_exceptions.ValidationError(
+            exc.message_dict if hasattr(exc, "error_dict") else {"non_field_errors": exc.messages}
+        )
+
+    if isinstance(exc, drf_exceptions.ValidationError):
+        set_rollback()
+        return _validation_response(exc.detail)
+    if isinstance(exc, drf_exceptions.ParseError):
+        return Response(
+            error_body("malformed_body", f"The request body could not be parsed: {exc.detail}"), 400
+        )
+    if isinstance(exc, drf_exceptions.APIException):
+        set_rollback()
+        headers: dict[str, str] = {}
+        if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
+            headers["Retry-After"] = str(int(exc.wait))
+        code = getattr(exc.detail, "code", None) or exc.default_code
+        message = str(exc.detail) if isinstance(exc.detail, str) else str(exc.default_detail)
+        return Response(error_body(str(code), message), status=exc.status_code, headers=headers)
+
+    logger.exception("Unhandled error in %s", context.get("view").__class__.__name__)
+    set_rollback()
+    return Response(
+        error_body("internal_error", f"An unexpected error occurred (request id {current_request_id()})."),
+        status=500,
+    )
+
+
+def _json_error_view(status: int, code: str, message: str) -> Any:
+    def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
+        return JsonResponse(error_body(code, message), status=status)
+
+    return view
+
+
+# Django-level handlers (URLs no API view matched, middleware failures): same shape as the API.
+handler400 = _json_error_view(400, "bad_request", "The request could not be understood.")
+handler403 = _json_error_view(403, "permission_denied", "You do not have permission to perform this action.")
+handler404 = _json_error_view(404, "not_found", "Not found.")
+
+
+def handler500(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(
+        error_body("internal_error", f"An unexpected error occurred (request id {current_request_id()})."),
+        status=500,
+    )
+
+
+class FalconCursorPagination(CursorPagination):
+    """Stable pages under concurrent inserts; ``?limit=`` up to 200."""
+
+    ordering = ("-created_at", "-id")
+    page_size = 50
+    page_size_query_param = "limit"
+    max_page_size = 200
+
+
+class StrictSerializerMixin:
+    """Refuses fields a write does not know, instead of silently dropping them."""
+
+    initial_data: Any
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
+            )
+        known = {name for name, field in self.fields.items() if not field.read_only}  # type: ignore[attr-defined]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+        return super().to_internal_value(data)  # type: ignore[misc]
+
+
+class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
+    pass
+
+
+class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
+    pass

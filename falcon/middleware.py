@@ -1,0 +1,78 @@
+"""Request-wide concerns: a request id for logs and audit, and the body size limit."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from collections.abc import Callable
+from contextvars import ContextVar
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+request_id_var: ContextVar[str] = ContextVar("falcon_request_id", default="-")
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+
+def current_request_id() -> str | None:
+    value = request_id_var.get()
+    return None if value == "-" else value
+
+
+class RequestIdMiddleware:
+    """Takes a caller's sane ``X-Request-ID`` or makes one, and echoes it on the response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        incoming = request.headers.get("X-Request-ID", "")
+        request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        token = request_id_var.set(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            request_id_var.reset(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class RequestIdLogFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = request_id_var.get()
+        return True
+
+
+def error_body(code: str, message: str, fields: dict[str, object] | None = None) -> dict[str, object]:
+    """The one error shape of the API."""
+    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+
+
+class BodySizeLimitMiddleware:
+    """Refuses a request whose declared body exceeds ``FALCON_MAX_BODY_BYTES`` before reading it.
+
+    Bodies sent without a length (chunked) are still capped by Django's ``DATA_UPLOAD_MAX_MEMORY_SIZE``
+    when read, which the API's exception handler turns into the same 413.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        limit = settings.FALCON_MAX_BODY_BYTES
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(declared)
+        except ValueError:
+            return JsonResponse(
+                error_body("invalid_content_length", "The Content-Length header is not a number."), status=400
+            )
+        if length > limit:
+            return JsonResponse(
+                error_body("payload_too_large", f"The request body exceeds the limit of {limit} bytes."),
+                status=413,
+            )
+        return self.get_response(request)

@@ -1,0 +1,315 @@
+"""Django settings for Falcon. Every value comes from the environment through ``falcon.env``.
+
+With no ``DATABASE_URL`` set, Falcon runs in *first-look mode*: SQLite and a file-system Celery broker
+under ``FALCON_VAR_DIR``, with a secret key and an encryption key generated there on first start. Any
+real deployment sets ``DATABASE_URL`` and then must provide its secrets explicitly.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from falcon.env import (
+    email_settings_from_url,
+    env_bool,
+    env_int,
+    env_is_set,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("FALCON_VAR_DIR", str(BASE_DIR / "var"))).resolve()
+
+FIRST_LOOK = not env_is_set("DATABASE_URL")
+
+
+def _first_look_secret(filename: str, generate: str) -> str:
+    """A secret kept in ``VAR_DIR`` so that first-look restarts keep sessions and ciphertexts valid."""
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    path = VAR_DIR / filename
+    if not path.exists():
+        path.write_text(generate, encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+DEBUG = env_bool("FALCON_DEBUG", FIRST_LOOK)
+
+if FIRST_LOOK and not env_is_set("FALCON_SECRET_KEY"):
+    SECRET_KEY = _first_look_secret("secret_key", secrets.token_urlsafe(50))
+else:
+    SECRET_KEY = env_str("FALCON_SECRET_KEY")
+    if len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("FALCON_SECRET_KEY must be at least 50 characters long.")
+
+
+def _parse_encryption_keys(raw: list[str]) -> list[tuple[str, bytes]]:
+    """``id:base64`` items, each a 32-byte AES-256 master key; the first one encrypts."""
+    keys: list[tuple[str, bytes]] = []
+    for item in raw:
+        key_id, sep, encoded = item.partition(":")
+        if not sep or not key_id or not key_id.isalnum():
+            raise ImproperlyConfigured(
+                "FALCON_ENCRYPTION_KEYS items must look like '<alphanumeric id>:<base64 of 32 bytes>'."
+            )
+        try:
+            material = base64.b64decode(encoded, validate=True)
+        except ValueError as exc:
+            raise ImproperlyConfigured(f"FALCON_ENCRYPTION_KEYS key {key_id!r} is not valid base64.") from exc
+        if len(material) != 32:
+            raise ImproperlyConfigured(
+                f"FALCON_ENCRYPTION_KEYS key {key_id!r} must decode to 32 bytes, not {len(material)}."
+            )
+        if key_id in {existing for existing, _ in keys}:
+            raise ImproperlyConfigured(f"FALCON_ENCRYPTION_KEYS lists key id {key_id!r} twice.")
+        keys.append((key_id, material))
+    if not keys:
+        raise ImproperlyConfigured("FALCON_ENCRYPTION_KEYS must list at least one key.")
+    return keys
+
+
+if FIRST_LOOK and not env_is_set("FALCON_ENCRYPTION_KEYS"):
+    _generated = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    FALCON_ENCRYPTION_KEYS = _parse_encryption_keys([_first_look_secret("encryption_keys", _generated)])
+else:
+    FALCON_ENCRYPTION_KEYS = _parse_encryption_keys(env_list("FALCON_ENCRYPTION_KEYS"))
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if FIRST_LOOK else None)
+if ALLOWED_HOSTS is None:
+    raise ImproperlyConfigured("The environment variable ALLOWED_HOSTS is required.")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+FALCON_BASE_URL = env_str("FALCON_BASE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "guardian",
+    "django_celery_beat",
+    "tenants",
+    "agents",
+    "connectors",
+    "billing",
+]
+
+MIDDLEWARE = [
+    "falcon.middleware.RequestIdMiddleware",
+    "falcon.middleware.BodySizeLimitMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "falcon.urls"
+WSGI_APPLICATION = "falcon.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------------------
+if FIRST_LOOK:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(VAR_DIR / "falcon.sqlite3"),
+            # Web, worker and beat share the file; wait for a writer instead of failing at once.
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    }
+else:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            env_str("DATABASE_URL"),
+            conn_max_age=env_int("FALCON_DB_CONN_MAX_AGE", 60, minimum=0),
+            conn_health_checks=True,
+        )
+    }
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "tenants.User"
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 10}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+# --- E-mail ---------------------------------------------------------------------------------------------
+_email_url = env_str("EMAIL_URL", "console://" if FIRST_LOOK else "")
+if not _email_url:
+    raise ImproperlyConfigured("The environment variable EMAIL_URL is required (e.g. smtp://host:587?tls=1).")
+globals().update(email_settings_from_url(_email_url))
+DEFAULT_FROM_EMAIL = env_str("FALCON_FROM_EMAIL", "Falcon <noreply@localhost>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+# --- django-allauth -------------------------------------------------------------------------------------
+ACCOUNT_LOGIN_METHODS = {"email"}
+ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+ACCOUNT_USER_MODEL_USERNAME_FIELD = None
+ACCOUNT_EMAIL_VERIFICATION = "mandatory"
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = True
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Falcon] "
+ACCOUNT_ADAPTER = "tenants.adapters.FalconAccountAdapter"
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "Falcon"
+
+# --- django-guardian: object rights inside a tenant, never the tenant boundary --------------------------
+ANONYMOUS_USER_NAME = None
+GUARDIAN_MONKEY_PATCH_USER = False
+
+# --- REST API -------------------------------------------------------------------------------------------
+FALCON_MAX_BODY_BYTES = env_int("FALCON_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = FALCON_MAX_BODY_BYTES
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "tenants.authentication.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "falcon.api.FalconCursorPagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "falcon.api.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # ``format`` is a real query parameter of the audit export, not DRF's renderer override.
+    "URL_FORMAT_OVERRIDE": None,
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Falcon API",
+    "DESCRIPTION": "Build, deploy and run AI agents and workflows in production.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Celery ---------------------------------------------------------------------------------------------
+if FIRST_LOOK and not env_is_set("CELERY_BROKER_URL"):
+    _broker_dir = VAR_DIR / "broker"
+    (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+    }
+else:
+    CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+    # Longer than any task's hard time limit, or Redis re-delivers running tasks (kombu#337).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}
+# Only tasks that declare ignore_result=False store results, and only when a backend is configured.
+CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_TIME_LIMIT = 60 * 60
+CELERY_TASK_SOFT_TIME_LIMIT = 55 * 60
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "audit-verify-nightly": {
+        "task": "tenants.tasks.audit_verify_all_task",
+        "schedule": 24 * 60 * 60,
+    },
+}
+
+# --- Security -------------------------------------------------------------------------------------------
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False  # the dashboard's scripts read it to call the API with a session
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+if not DEBUG:
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_SSL_REDIRECT = env_bool("FALCON_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("FALCON_HSTS_SECONDS", 31_536_000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    if env_bool("FALCON_TRUST_X_FORWARDED_PROTO", False):
+        SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # The SSL redirect is the proxy's job when it is off; the deploy check should not flag it then.
+    SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT else ["security.W008"]
+
+# --- Tenancy --------------------------------------------------------------------------------------------
+FALCON_INVITATION_TTL_DAYS = env_int("FALCON_INVITATION_TTL_DAYS", 7, minimum=1)
+FALCON_API_KEY_ENVIRONMENT = "live"
+
+# --- Logging --------------------------------------------------------------------------------------------
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+    },
+    "filters": {"request_id": {"()": "falcon.middleware.RequestIdLogFilter"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+    },
+    "root": {"handlers": ["console"], "level": env_str("FALCON_LOG_LEVEL", "INFO").upper()},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

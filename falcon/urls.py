@@ -1,0 +1,32 @@
+"""URL map: the REST API under /api/v1/, its schema and docs, accounts (allauth), the admin console."""
+
+from allauth.account.decorators import secure_admin_login
+from django.contrib import admin
+from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from falcon import views
+from falcon.api import handler404 as handler404_view
+
+# The compliance console signs in through allauth, so MFA applies to it like everywhere else.
+admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
+admin.site.site_header = "Falcon compliance console"
+admin.site.site_title = "Falcon"
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz", views.healthz, name="healthz"),
+    path("invitations/accept", views.invitation_accept_page, name="invitation-accept-page"),
+    path("api/v1/", include("tenants.api.urls")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
+    path("accounts/", include("allauth.urls")),
+    path("admin/", admin.site.urls),
+    # Unknown API paths answer in the API's error shape, in debug mode too.
+    re_path(r"^(api|hooks)/", handler404_view),
+]
+
+handler400 = "falcon.api.handler400"
+handler403 = "falcon.api.handler403"
+handler404 = "falcon.api.handler404"
+handler500 = "falcon.api.handler500"

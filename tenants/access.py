@@ -1,0 +1,102 @@
+"""Who is acting in which tenant: resolved once per API request, checked against the role map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rest_framework.request import Request
+
+from falcon.errors import Forbidden, InvalidInput, NotFound
+from tenants.audit import Actor
+from tenants.models import ApiKey, AuditEvent, Membership, Tenant, User
+from tenants.permissions import Action, role_allows, scopes_allow
+
+TENANT_HEADER = "X-Falcon-Tenant"
+
+
+@dataclass(frozen=True)
+class TenantContext:
+    tenant: Tenant
+    actor: Actor
+    user: User | None = None
+    membership: Membership | None = None
+    api_key: ApiKey | None = None
+
+    @property
+    def role(self) -> str | None:
+        """The acting person's role; None for an API key (keys act by scope, not by role)."""
+        return self.membership.role if self.membership else None
+
+    def allows(self, action: Action) -> bool:
+        if self.api_key is not None:
+            return scopes_allow(self.api_key.scopes, action)
+        return self.membership is not None and role_allows(self.membership.role, action)
+
+    def require(self, action: Action) -> None:
+        if not self.allows(action):
+            who = "this API key's scopes" if self.api_key else f"the {self.role} role"
+            raise Forbidden(f"This action ({action.value}) is not allowed for {who}.")
+
+
+def _client_ip(request: Request) -> str | None:
+    return request.META.get("REMOTE_ADDR")
+
+
+def actor_for_user(request: Request, user: User) -> Actor:
+    return Actor(
+        type=AuditEvent.ActorType.USER,
+        id=str(user.pk),
+        label=user.email,
+        ip=_client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        request_id=getattr(request, "request_id", ""),
+    )
+
+
+def actor_for_api_key(request: Request, key: ApiKey) -> Actor:
+    return Actor(
+        type=AuditEvent.ActorType.API_KEY,
+        id=str(key.pk),
+        label=f"API key {key.name} ({key.prefix}…)",
+        ip=_client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", ""),
+        request_id=getattr(request, "request_id", ""),
+    )
+
+
+def tenant_context_resolve(request: Request) -> TenantContext:
+    """The tenant the request acts in: the API key's own, or the one a signed-in member names."""
+    slug = request.headers.get(TENANT_HEADER, "").strip()
+    if isinstance(request.auth, ApiKey):
+        key = request.auth
+        if slug and slug != key.tenant.slug:
+            raise NotFound("Not found.")
+        return TenantContext(tenant=key.tenant, actor=actor_for_api_key(request, key), api_key=key)
+
+    user = request.user
+    assert isinstance(user, User)
+    memberships = Membership.objects.select_related("tenant").filter(user=user)
+    if slug:
+        membership = memberships.filter(tenant__slug=slug).first()
+        if membership is None:
+            raise NotFound("Not found.")
+    else:
+        found = list(memberships[:2])
+        if len(found) != 1:
+            raise InvalidInput(
+                f"Name the tenant with the {TENANT_HEADER} header (its slug).",
+                code="tenant_required",
+                field=TENANT_HEADER,
+            )
+        membership = found[0]
+    if membership.tenant.require_mfa:
+        from tenants.services import user_has_mfa
+
+        if not user_has_mfa(user):
+            raise Forbidden(
+                f"{membership.tenant.name} requires two-factor authentication; turn it on at /accounts/2fa/.",
+                code="mfa_required",
+            )
+    return TenantContext(
+        tenant=membership.tenant, actor=actor_for_user(request, user), user=user, membership=membership
+    )

@@ -1,0 +1,174 @@
+"""Shapes of tenants, members, invitations, API keys and audit events in the API."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from falcon.api import StrictSerializer
+from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, User
+from tenants.permissions import Role, Scope
+
+
+class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = Tenant
+        fields = ["id", "slug", "name", "require_mfa", "created_at"]
+        read_only_fields = fields
+
+
+class TenantWithRoleSerializer(TenantSerializer):
+    role = serializers.CharField(read_only=True)
+
+    class Meta(TenantSerializer.Meta):
+        fields = [*TenantSerializer.Meta.fields, "role"]
+        read_only_fields = fields
+
+
+class TenantCreateSerializer(StrictSerializer):
+    slug = serializers.CharField(max_length=50)
+    name = serializers.CharField(max_length=200)
+
+
+class TenantUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=200, required=False)
+    require_mfa = serializers.BooleanField(required=False)
+
+
+class UserSummarySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = User
+        fields = ["id", "email", "name"]
+        read_only_fields = fields
+
+
+class MemberSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    user = UserSummarySerializer(read_only=True)
+
+    class Meta:
+        model = Membership
+        fields = ["id", "user", "role", "created_at"]
+        read_only_fields = fields
+
+
+class MemberUpdateSerializer(StrictSerializer):
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    status = serializers.CharField(read_only=True)
+    invited_by = serializers.EmailField(source="invited_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = Invitation
+        fields = [
+            "id",
+            "email",
+            "role",
+            "status",
+            "invited_by",
+            "created_at",
+            "expires_at",
+            "accepted_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+
+class InvitationCreatedSerializer(InvitationSerializer):
+    token = serializers.CharField(read_only=True, help_text="Shown once; the invitee also gets it by e-mail.")
+    accept_url = serializers.CharField(read_only=True)
+
+    class Meta(InvitationSerializer.Meta):
+        fields = [*InvitationSerializer.Meta.fields, "token", "accept_url"]
+        read_only_fields = fields
+
+
+class InvitationCreateSerializer(StrictSerializer):
+    email = serializers.EmailField(max_length=254)
+    role = serializers.ChoiceField(choices=Role.choices)
+
+
+class InvitationAcceptSerializer(StrictSerializer):
+    token = serializers.CharField(max_length=200)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    status = serializers.CharField(read_only=True)
+    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "status",
+            "created_by",
+            "created_at",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+        ]
+        read_only_fields = fields
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The secret. Shown once: store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=Scope.choices), min_length=1)
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+
+class AuditEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+    class Meta:
+        model = AuditEvent
+        fields = [
+            "id",
+            "seq",
+            "occurred_at",
+            "actor_type",
+            "actor_id",
+            "actor_label",
+            "action",
+            "target_type",
+            "target_id",
+            "changes",
+            "ip",
+            "user_agent",
+            "request_id",
+            "prev_hash",
+            "hash",
+        ]
+        read_only_fields = fields
+
+
+class AuditEventFilterSerializer(serializers.Serializer):  # type: ignore[type-arg]
+    """Query parameters of the audit log list and export."""
+
+    actor = serializers.CharField(required=False, max_length=64, help_text="Actor id (user or API key).")
+    actor_type = serializers.ChoiceField(choices=AuditEvent.ActorType.choices, required=False)
+    action = serializers.CharField(
+        required=False, max_length=64, help_text="Exact action, or a prefix ending in '.*' (e.g. member.*)."
+    )
+    target_type = serializers.CharField(required=False, max_length=64)
+    target_id = serializers.CharField(required=False, max_length=64)
+    since = serializers.DateTimeField(required=False, help_text="Inclusive lower bound (ISO 8601).")
+    until = serializers.DateTimeField(required=False, help_text="Exclusive upper bound (ISO 8601).")
+
+    def validate(self, attrs: dict[str, object]) -> dict[str, object]:
+        since, until = attrs.get("since"), attrs.get("until")
+        if since and until and since >= until:  # type: ignore[operator]
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        return attrs
+
+
+class AuditExportQuerySerializer(AuditEventFilterSerializer):
+    format = serializers.ChoiceField(choices=["jsonl", "csv"], default="jsonl")

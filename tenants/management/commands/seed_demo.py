@@ -1,0 +1,90 @@
+"""``manage.py seed_demo``: the demo tenant "acme" with an owner and an API key. Safe to re-run.
+
+The generated password and key are kept in ``FALCON_VAR_DIR/demo-credentials.json`` (mode 0600) so a
+re-run prints the same ones; if they no longer work (file lost, key revoked) new ones are issued.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Any
+
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from tenants.audit import Actor, audit_record
+from tenants.models import Membership, Tenant, User
+from tenants.permissions import Role
+from tenants.services import api_key_authenticate, api_key_create, tenant_create
+
+DEMO_SLUG = "acme"
+DEMO_EMAIL = "owner@acme.example"
+COMPLIANCE_GROUP = "Compliance"
+
+
+class Command(BaseCommand):
+    help = "Create (or re-print) the demo tenant 'acme', its owner and an API key."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path = Path(settings.VAR_DIR) / "demo-credentials.json"
+        saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        actor = Actor.system("cli:seed_demo")
+        with transaction.atomic():
+            owner = User.objects.filter(email=DEMO_EMAIL).first()
+            if owner is None:
+                owner = User.objects.create_user(email=DEMO_EMAIL, name="Acme Owner")
+            password = saved.get("password", "")
+            if not password or not owner.check_password(password):
+                password = secrets.token_urlsafe(12)
+                owner.set_password(password)
+            # The demo owner may also open the compliance console (read-only).
+            owner.is_staff = True
+            owner.save()
+            owner.groups.add(Group.objects.get(name=COMPLIANCE_GROUP))
+            EmailAddress.objects.update_or_create(
+                user=owner, email=DEMO_EMAIL, defaults={"verified": True, "primary": True}
+            )
+            tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
+            if tenant is None:
+                tenant = tenant_create(slug=DEMO_SLUG, name="Acme Corp", owner=owner, actor=actor)
+            elif not Membership.objects.filter(tenant=tenant, user=owner).exists():
+                membership = Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
+                audit_record(
+                    tenant=tenant,
+                    actor=actor,
+                    action="member.added",
+                    target_type="membership",
+                    target_id=membership.pk,
+                    after={"user": owner.email, "role": Role.OWNER},
+                )
+            key = saved.get("api_key", "")
+            if not key or api_key_authenticate(key) is None:
+                _, key = api_key_create(
+                    tenant=tenant,
+                    name="demo",
+                    scopes=["read", "write", "run", "admin", "audit"],
+                    actor=actor,
+                    acting_role=None,
+                    created_by=owner,
+                )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"password": password, "api_key": key}))
+        path.chmod(0o600)
+        base = settings.FALCON_BASE_URL
+        self.stdout.write(
+            "\n".join(
+                [
+                    "Demo tenant 'acme' is ready.",
+                    f"  Dashboard:  {base}/  (sign in as {DEMO_EMAIL} / {password})",
+                    f"  Console:    {base}/admin/  (same account, read-only compliance view)",
+                    f"  API docs:   {base}/api/schema/docs/",
+                    f"  API key:    {key}",
+                    f"  Try:        curl -H 'Authorization: Bearer {key}' {base}/api/v1/tenant",
+                ]
+            )
+        )

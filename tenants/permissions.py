@@ -1,0 +1,96 @@
+"""The one map of who may do what: roles for people, scopes for API keys.
+
+A request is allowed an action when the member's role grants it (session) or when one of the key's
+scopes grants it (API key). Object-level rights (django-guardian) refine this inside a tenant; they are
+never the tenant boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import StrEnum
+
+from django.db import models
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    BUILDER = "builder", "Builder"
+    OPERATOR = "operator", "Operator"
+    VIEWER = "viewer", "Viewer"
+    AUDITOR = "auditor", "Auditor"
+
+
+class Scope(models.TextChoices):
+    READ = "read", "Read"
+    WRITE = "write", "Write"
+    RUN = "run", "Run"
+    ADMIN = "admin", "Admin"
+    AUDIT = "audit", "Audit"
+
+
+class Action(StrEnum):
+    TENANT_READ = "tenant.read"
+    TENANT_MANAGE = "tenant.manage"
+    TENANT_SECURITY = "tenant.security"
+    MEMBERS_READ = "members.read"
+    MEMBERS_MANAGE = "members.manage"
+    MEMBERS_MANAGE_OWNERS = "members.manage_owners"
+    API_KEYS_MANAGE = "api_keys.manage"
+    BILLING_MANAGE = "billing.manage"
+    AGENTS_READ = "agents.read"
+    AGENTS_BUILD = "agents.build"
+    AGENTS_PUBLISH = "agents.publish"
+    AGENTS_RUN = "agents.run"
+    RUNS_READ = "runs.read"
+    CONNECTORS_MANAGE = "connectors.manage"
+    AUDIT_READ = "audit.read"
+
+
+_READ = {Action.TENANT_READ, Action.MEMBERS_READ, Action.AGENTS_READ, Action.RUNS_READ}
+_BUILD = {Action.AGENTS_BUILD, Action.AGENTS_PUBLISH, Action.CONNECTORS_MANAGE}
+_MANAGE = {Action.TENANT_MANAGE, Action.MEMBERS_MANAGE, Action.API_KEYS_MANAGE}
+
+ROLE_ACTIONS: dict[str, frozenset[Action]] = {
+    Role.OWNER: frozenset(Action),
+    Role.ADMIN: frozenset(_READ | _BUILD | _MANAGE | {Action.AGENTS_RUN, Action.AUDIT_READ}),
+    Role.BUILDER: frozenset(_READ | _BUILD | {Action.AGENTS_RUN}),
+    Role.OPERATOR: frozenset(_READ | {Action.AGENTS_RUN}),
+    Role.VIEWER: frozenset(_READ),
+    Role.AUDITOR: frozenset(_READ | {Action.AUDIT_READ}),
+}
+
+SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
+    Scope.READ: frozenset(_READ),
+    Scope.WRITE: frozenset(_BUILD),
+    Scope.RUN: frozenset({Action.AGENTS_RUN}),
+    Scope.ADMIN: frozenset(_MANAGE),
+    Scope.AUDIT: frozenset({Action.AUDIT_READ, Action.TENANT_READ}),
+}
+
+# Actions only a person can take: a leaked key must not be able to take over or lock out a tenant.
+PERSON_ONLY = frozenset({Action.MEMBERS_MANAGE_OWNERS, Action.TENANT_SECURITY, Action.BILLING_MANAGE})
+
+
+def role_allows(role: str, action: Action) -> bool:
+    return action in ROLE_ACTIONS.get(role, frozenset())
+
+
+def scopes_allow(scopes: Iterable[str], action: Action) -> bool:
+    if action in PERSON_ONLY:
+        return False
+    return any(action in SCOPE_ACTIONS.get(scope, frozenset()) for scope in scopes)
+
+
+def role_may_grant_scopes(role: str, scopes: Iterable[str]) -> bool:
+    """A member may mint a key only with scopes whose every action their own role holds."""
+    granted = ROLE_ACTIONS.get(role, frozenset())
+    return all(SCOPE_ACTIONS[scope] <= granted for scope in scopes)
+
+
+def role_matrix() -> list[tuple[str, list[str]]]:
+    """(action, roles that hold it) rows, for the README and the API docs."""
+    return [
+        (action.value, [role.value for role in Role if action in ROLE_ACTIONS[role]]) for action in Action
+    ]

@@ -1,0 +1,435 @@
+"""Every state change of tenants, members, invitations and API keys, each with its audit event."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from falcon.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from tenants.audit import Actor, audit_record
+from tenants.models import SLUG_VALIDATOR, ApiKey, Invitation, Membership, Tenant, User
+from tenants.permissions import Action, Role, Scope, role_allows, role_may_grant_scopes
+from tenants.tokens import (
+    api_key_display_prefix,
+    api_key_generate,
+    api_key_is_well_formed,
+    invitation_token_generate,
+    secret_hash,
+)
+
+RESERVED_SLUGS = frozenset({"admin", "api", "app", "hooks", "static", "www", "billing", "accounts", "falcon"})
+API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
+
+
+# --- Tenants --------------------------------------------------------------------------------------------
+
+
+def _slug_validate(slug: str) -> None:
+    if not SLUG_VALIDATOR.regex.match(slug):
+        raise InvalidInput(str(SLUG_VALIDATOR.message), code="invalid_slug", field="slug")
+    if slug in RESERVED_SLUGS:
+        raise InvalidInput(f"The slug {slug!r} is reserved.", code="slug_reserved", field="slug")
+
+
+@transaction.atomic
+def tenant_create(*, slug: str, name: str, owner: User, actor: Actor) -> Tenant:
+    """A new tenant with ``owner`` as its first owner."""
+    _slug_validate(slug)
+    if Tenant.objects.filter(slug=slug).exists():
+        raise Conflict(f"The slug {slug!r} is taken.", code="slug_taken", field="slug")
+    try:
+        with transaction.atomic():
+            tenant = Tenant.objects.create(slug=slug, name=name.strip() or slug)
+    except IntegrityError as exc:
+        raise Conflict(f"The slug {slug!r} is taken.", code="slug_taken", field="slug") from exc
+    membership = Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="tenant.created",
+        target_type="tenant",
+        target_id=tenant.pk,
+        after={"slug": tenant.slug, "name": tenant.name},
+    )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="member.added",
+        target_type="membership",
+        target_id=membership.pk,
+        after={"user": owner.email, "role": Role.OWNER},
+    )
+    return tenant
+
+
+def tenant_create_personal(*, user: User, actor: Actor) -> Tenant:
+    """The tenant a new sign-up lands in, named after the person, with a free slug."""
+    local = user.email.split("@", 1)[0].lower()
+    base = "".join(ch if ch.isalnum() else "-" for ch in local).strip("-")[:40] or "team"
+    base = base if len(base) >= 3 else f"{base}-team"
+    slug = base
+    while Tenant.objects.filter(slug=slug).exists() or slug in RESERVED_SLUGS:
+        slug = f"{base}-{secrets.token_hex(3)}"
+    return tenant_create(slug=slug, name=f"{user.name or local}'s workspace", owner=user, actor=actor)
+
+
+@transaction.atomic
+def tenant_update(
+    *,
+    tenant: Tenant,
+    actor: Actor,
+    acting_user: User | None,
+    name: str | None = None,
+    require_mfa: bool | None = None,
+) -> Tenant:
+    before: dict[str, object] = {}
+    after: dict[str, object] = {}
+    if name is not None and name.strip() != tenant.name:
+        if not name.strip():
+            raise InvalidInput("The name cannot be blank.", field="name")
+        before["name"], after["name"] = tenant.name, name.strip()
+        tenant.name = name.strip()
+    if require_mfa is not None and require_mfa != tenant.require_mfa:
+        if require_mfa and acting_user is not None and not user_has_mfa(acting_user):
+            raise InvalidInput(
+                "Turn on two-factor authentication for your own account before requiring it for everyone.",
+                code="mfa_not_enabled",
+                field="require_mfa",
+            )
+        before["require_mfa"], after["require_mfa"] = tenant.require_mfa, require_mfa
+        tenant.require_mfa = require_mfa
+    if after:
+        tenant.save(update_fields=list(after))
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="tenant.updated",
+            target_type="tenant",
+            target_id=tenant.pk,
+            before=before,
+            after=after,
+        )
+    return tenant
+
+
+def user_has_mfa(user: User) -> bool:
+    from allauth.mfa.utils import is_mfa_enabled
+
+    return bool(is_mfa_enabled(user))
+
+
+# --- Members --------------------------------------------------------------------------------------------
+
+
+def _owners_locked(tenant: Tenant) -> list[Membership]:
+    """The tenant's owner memberships, locked: two owners demoting each other cannot both succeed."""
+    return list(Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).order_by("pk"))
+
+
+def _check_may_manage(membership: Membership, new_role: str | None, acting_role: str | None) -> None:
+    """Only owners touch owners; ``acting_role`` None means an API key, which never manages owners."""
+    touches_owner = membership.role == Role.OWNER or new_role == Role.OWNER
+    if touches_owner and (acting_role is None or not role_allows(acting_role, Action.MEMBERS_MANAGE_OWNERS)):
+        raise Forbidden("Only an owner can grant, change or remove the owner role.", code="owner_required")
+
+
+@transaction.atomic
+def member_role_change(
+    *, membership: Membership, role: str, actor: Actor, acting_role: str | None
+) -> Membership:
+    if role not in Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.", field="role")
+    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    if membership.role == role:
+        return membership
+    _check_may_manage(membership, role, acting_role)
+    if membership.role == Role.OWNER:
+        owners = _owners_locked(membership.tenant)
+        if len(owners) <= 1:
+            raise Conflict(
+                "The last owner cannot be demoted; make someone else owner first.",
+                code="last_owner",
+                field="role",
+            )
+    before = membership.role
+    membership.role = role
+    membership.save(update_fields=["role"])
+    audit_record(
+        tenant=membership.tenant_id,
+        actor=actor,
+        action="member.role_changed",
+        target_type="membership",
+        target_id=membership.pk,
+        before={"role": before, "user": membership.user.email},
+        after={"role": role, "user": membership.user.email},
+    )
+    return membership
+
+
+@transaction.atomic
+def member_remove(*, membership: Membership, actor: Actor, acting_role: str | None, is_self: bool) -> None:
+    """Removes a member; anyone may leave, managers may remove others, never the last owner."""
+    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    if not is_self:
+        _check_may_manage(membership, None, acting_role)
+    if membership.role == Role.OWNER and len(_owners_locked(membership.tenant)) <= 1:
+        raise Conflict(
+            "The last owner cannot leave or be removed; make someone else owner first.", code="last_owner"
+        )
+    audit_record(
+        tenant=membership.tenant_id,
+        actor=actor,
+        action="member.left" if is_self else "member.removed",
+        target_type="membership",
+        target_id=membership.pk,
+        before={"user": membership.user.email, "role": membership.role},
+    )
+    membership.delete()
+
+
+# --- Invitations ----------------------------------------------------------------------------------------
+
+
+def invitation_accept_url(token: str) -> str:
+    return f"{settings.FALCON_BASE_URL}/invitations/accept?token={token}"
+
+
+@transaction.atomic
+def invitation_create(
+    *, tenant: Tenant, email: str, role: str, actor: Actor, acting_role: str | None, invited_by: User | None
+) -> tuple[Invitation, str]:
+    """A pending invitation and its token (returned once, e-mailed once, stored only as a hash)."""
+    email = email.strip().lower()
+    if role not in Role.values:
+        raise InvalidInput(f"Unknown role {role!r}.", field="role")
+    if role == Role.OWNER and (
+        acting_role is None or not role_allows(acting_role, Action.MEMBERS_MANAGE_OWNERS)
+    ):
+        raise Forbidden("Only an owner can invite another owner.", code="owner_required")
+    if Membership.objects.filter(tenant=tenant, user__email__iexact=email).exists():
+        raise Conflict(f"{email} is already a member.", code="already_member", field="email")
+    pending = Invitation.objects.filter(
+        tenant=tenant, email__iexact=email, accepted_at__isnull=True, revoked_at__isnull=True
+    ).first()
+    if pending and pending.expires_at > timezone.now():
+        raise Conflict(
+            f"{email} already has a pending invitation; revoke it to send a new one.",
+            code="invitation_pending",
+            field="email",
+        )
+    if pending:  # expired: retire it so the one-pending-per-address constraint lets the new one in
+        pending.revoked_at = timezone.now()
+        pending.save(update_fields=["revoked_at"])
+    token = invitation_token_generate()
+    invitation = Invitation.objects.create(
+        tenant=tenant,
+        email=email,
+        role=role,
+        token_hash=secret_hash(token),
+        invited_by=invited_by,
+        expires_at=timezone.now() + timedelta(days=settings.FALCON_INVITATION_TTL_DAYS),
+    )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="invitation.created",
+        target_type="invitation",
+        target_id=invitation.pk,
+        after={"email": email, "role": role, "expires_at": invitation.expires_at.isoformat()},
+    )
+    url = invitation_accept_url(token)
+    tenant_name = tenant.name
+    transaction.on_commit(
+        lambda: send_mail(
+            subject=f"[Falcon] You are invited to {tenant_name}",
+            message=(
+                f"{actor.label} invited you to join {tenant_name} on Falcon as {role}.\n\n"
+                f"Accept the invitation here (valid {settings.FALCON_INVITATION_TTL_DAYS} days):\n{url}\n"
+            ),
+            from_email=None,
+            recipient_list=[email],
+            fail_silently=False,
+        )
+    )
+    return invitation, token
+
+
+@transaction.atomic
+def invitation_revoke(*, invitation: Invitation, actor: Actor) -> Invitation:
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    if invitation.accepted_at:
+        raise Conflict(
+            "The invitation was already accepted; remove the member instead.", code="already_accepted"
+        )
+    if invitation.revoked_at:
+        return invitation
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    audit_record(
+        tenant=invitation.tenant_id,
+        actor=actor,
+        action="invitation.revoked",
+        target_type="invitation",
+        target_id=invitation.pk,
+        before={"status": "pending"},
+        after={"status": "revoked"},
+    )
+    return invitation
+
+
+@transaction.atomic
+def invitation_accept(*, token: str, user: User, actor: Actor) -> Membership:
+    """Joins the invited tenant. The token proves the invitation; the signed-in address must match it."""
+    invitation = (
+        Invitation.objects.select_for_update()
+        .select_related("tenant")
+        .filter(token_hash=secret_hash(token))
+        .first()
+    )
+    if invitation is None:
+        raise NotFound("No invitation matches this token.", code="invitation_not_found", field="token")
+    if invitation.revoked_at:
+        raise Gone("This invitation was revoked.", code="invitation_revoked", field="token")
+    if invitation.accepted_at:
+        raise Gone("This invitation was already accepted.", code="invitation_used", field="token")
+    if invitation.expires_at <= timezone.now():
+        raise Gone(
+            "This invitation has expired; ask for a new one.", code="invitation_expired", field="token"
+        )
+    if invitation.email.lower() != user.email.lower():
+        raise Forbidden(
+            "This invitation was sent to another e-mail address; sign in with that address to accept it.",
+            code="invitation_email_mismatch",
+        )
+    if Membership.objects.filter(tenant=invitation.tenant, user=user).exists():
+        raise Conflict("You are already a member of this tenant.", code="already_member")
+    membership = Membership.objects.create(tenant=invitation.tenant, user=user, role=invitation.role)
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    audit_record(
+        tenant=invitation.tenant,
+        actor=actor,
+        action="invitation.accepted",
+        target_type="invitation",
+        target_id=invitation.pk,
+        before={"status": "pending"},
+        after={"status": "accepted"},
+    )
+    audit_record(
+        tenant=invitation.tenant,
+        actor=actor,
+        action="member.added",
+        target_type="membership",
+        target_id=membership.pk,
+        after={"user": user.email, "role": membership.role},
+    )
+    return membership
+
+
+# --- API keys -------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    scopes: Sequence[str],
+    actor: Actor,
+    acting_role: str | None,
+    created_by: User | None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """A new key and its secret, which is returned here once and never again."""
+    scopes = sorted(set(scopes))
+    unknown = [scope for scope in scopes if scope not in Scope.values]
+    if unknown:
+        raise InvalidInput(f"Unknown scopes: {', '.join(unknown)}.", field="scopes")
+    if not scopes:
+        raise InvalidInput("Give the key at least one scope.", field="scopes")
+    if not name.strip():
+        raise InvalidInput("The name cannot be blank.", field="name")
+    if expires_at is not None and expires_at <= timezone.now():
+        raise InvalidInput("The expiry must be in the future.", field="expires_at")
+    if acting_role is not None and not role_may_grant_scopes(acting_role, scopes):
+        raise Forbidden("Your role cannot grant all of these scopes.", code="scope_not_grantable")
+    token = api_key_generate()
+    key = ApiKey.objects.create(
+        tenant=tenant,
+        name=name.strip(),
+        prefix=api_key_display_prefix(token),
+        key_hash=secret_hash(token),
+        scopes=scopes,
+        created_by=created_by,
+        expires_at=expires_at,
+    )
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="api_key.created",
+        target_type="api_key",
+        target_id=key.pk,
+        after={
+            "name": key.name,
+            "prefix": key.prefix,
+            "scopes": scopes,
+            "expires_at": expires_at.isoformat() if expires_at else None,
+        },
+    )
+    return key, token
+
+
+@transaction.atomic
+def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
+    """Revocation is final: a revoked key never authenticates again."""
+    api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
+    if api_key.revoked_at:
+        return api_key
+    api_key.revoked_at = timezone.now()
+    api_key.save(update_fields=["revoked_at"])
+    audit_record(
+        tenant=api_key.tenant_id,
+        actor=actor,
+        action="api_key.revoked",
+        target_type="api_key",
+        target_id=api_key.pk,
+        before={"status": "active", "name": api_key.name},
+        after={"status": "revoked", "name": api_key.name},
+    )
+    return api_key
+
+
+def api_key_authenticate(token: str) -> ApiKey | None:
+    """The active key matching ``token``, or None. Malformed keys are refused without a query."""
+    if not api_key_is_well_formed(token):
+        return None
+    key = ApiKey.objects.select_related("tenant").filter(key_hash=secret_hash(token)).first()
+    if key is None or not secrets.compare_digest(key.key_hash, secret_hash(token)):
+        return None
+    now = timezone.now()
+    if key.revoked_at or (key.expires_at and key.expires_at <= now):
+        return None
+    api_key_touch(key, now=now)
+    return key
+
+
+def api_key_touch(key: ApiKey, *, now: datetime) -> None:
+    """Records use at most once a minute per key: one conditional UPDATE, skipped when recent."""
+    threshold = now - API_KEY_TOUCH_INTERVAL
+    if key.last_used_at and key.last_used_at > threshold:
+        return
+    updated = (
+        ApiKey.objects.filter(pk=key.pk)
+        .filter(Q(last_used_at__isnull=True) | Q(last_used_at__lte=threshold))
+        .update(last_used_at=now)
+    )
+    if updated:
+        key.last_used_at = now
