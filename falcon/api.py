@@ -70,8 +70,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     if isinstance(exc, drf_exceptions.APIException):
         set_rollback()
         headers: dict[str, str] = {}
-        if isinstance(exc, drf_exceptions.Throttled) and exc.wait is not None:
-            headers["Retry-After"] = str(int(exc.wait))
+        auth_header = getattr(exc, "auth_header", None)
+        if auth_header:
+            headers["WWW-Authenticate"] = auth_header
+        wait = getattr(exc, "wait", None)
+        if wait is not None:
+            headers["Retry-After"] = str(int(wait))
         code = getattr(exc.detail, "code", None) or exc.default_code
         message = str(exc.detail) if isinstance(exc.detail, str) else str(exc.default_detail)
         return Response(error_body(str(code), message), status=exc.status_code, headers=headers)

@@ -35,7 +35,7 @@ class NotFound(FalconError):
     default_code = "not_found"
 
     def __init__(self, message: str = "Not found.", **kwargs: str | None) -> None:
-        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+        super().__init__(message, **kwargs)
 
 
 class Conflict(FalconError):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 
 from django.conf import settings
@@ -46,9 +46,9 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
-def error_body(code: str, message: str, fields: dict[str, object] | None = None) -> dict[str, object]:
+def error_body(code: str, message: str, fields: Mapping[str, object] | None = None) -> dict[str, object]:
     """The one error shape of the API."""
-    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+    return {"error": {"code": code, "message": message, "fields": dict(fields or {})}}
 
 
 class BodySizeLimitMiddleware:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -139,6 +140,7 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------------------------------
+DATABASES: dict[str, Any]
 if FIRST_LOOK:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

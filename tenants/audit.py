@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
+from uuid import UUID
 
 from django.db import transaction
 from django.utils import timezone
@@ -84,7 +85,7 @@ def event_hash(event: AuditEvent) -> str:
 
 def audit_record(
     *,
-    tenant: Tenant | str,
+    tenant: Tenant | str | UUID,
     actor: Actor,
     action: str,
     target_type: str,

@@ -62,10 +62,11 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
 }
 
 SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
+    # Each scope can read what it acts on, so a single-scope key is usable on its own.
     Scope.READ: frozenset(_READ),
-    Scope.WRITE: frozenset(_BUILD),
-    Scope.RUN: frozenset({Action.AGENTS_RUN}),
-    Scope.ADMIN: frozenset(_MANAGE),
+    Scope.WRITE: frozenset(_BUILD | {Action.TENANT_READ, Action.AGENTS_READ}),
+    Scope.RUN: frozenset({Action.AGENTS_RUN, Action.TENANT_READ, Action.AGENTS_READ, Action.RUNS_READ}),
+    Scope.ADMIN: frozenset(_MANAGE | {Action.TENANT_READ, Action.MEMBERS_READ}),
     Scope.AUDIT: frozenset({Action.AUDIT_READ, Action.TENANT_READ}),
 }
 

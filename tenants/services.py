@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -32,7 +33,7 @@ API_KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 def _slug_validate(slug: str) -> None:
-    if not SLUG_VALIDATOR.regex.match(slug):
+    if not re.match(SLUG_VALIDATOR.regex, slug):
         raise InvalidInput(str(SLUG_VALIDATOR.message), code="invalid_slug", field="slug")
     if slug in RESERVED_SLUGS:
         raise InvalidInput(f"The slug {slug!r} is reserved.", code="slug_reserved", field="slug")
@@ -128,9 +129,15 @@ def user_has_mfa(user: User) -> bool:
 # --- Members --------------------------------------------------------------------------------------------
 
 
-def _owners_locked(tenant: Tenant) -> list[Membership]:
-    """The tenant's owner memberships, locked: two owners demoting each other cannot both succeed."""
-    return list(Membership.objects.select_for_update().filter(tenant=tenant, role=Role.OWNER).order_by("pk"))
+def _owners_locked(tenant_id: object) -> list[Membership]:
+    """The tenant's owner memberships, locked in a fixed order before any other membership row.
+
+    Two owners demoting each other at once then take turns (no deadlock), and the second one sees
+    that only one owner is left.
+    """
+    return list(
+        Membership.objects.select_for_update().filter(tenant_id=tenant_id, role=Role.OWNER).order_by("pk")
+    )
 
 
 def _check_may_manage(membership: Membership, new_role: str | None, acting_role: str | None) -> None:
@@ -146,18 +153,17 @@ def member_role_change(
 ) -> Membership:
     if role not in Role.values:
         raise InvalidInput(f"Unknown role {role!r}.", field="role")
+    owners = _owners_locked(membership.tenant_id)
     membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
     if membership.role == role:
         return membership
     _check_may_manage(membership, role, acting_role)
-    if membership.role == Role.OWNER:
-        owners = _owners_locked(membership.tenant)
-        if len(owners) <= 1:
-            raise Conflict(
-                "The last owner cannot be demoted; make someone else owner first.",
-                code="last_owner",
-                field="role",
-            )
+    if membership.role == Role.OWNER and len(owners) <= 1:
+        raise Conflict(
+            "The last owner cannot be demoted; make someone else owner first.",
+            code="last_owner",
+            field="role",
+        )
     before = membership.role
     membership.role = role
     membership.save(update_fields=["role"])
@@ -176,10 +182,11 @@ def member_role_change(
 @transaction.atomic
 def member_remove(*, membership: Membership, actor: Actor, acting_role: str | None, is_self: bool) -> None:
     """Removes a member; anyone may leave, managers may remove others, never the last owner."""
+    owners = _owners_locked(membership.tenant_id)
     membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
     if not is_self:
         _check_may_manage(membership, None, acting_role)
-    if membership.role == Role.OWNER and len(_owners_locked(membership.tenant)) <= 1:
+    if membership.role == Role.OWNER and len(owners) <= 1:
         raise Conflict(
             "The last owner cannot leave or be removed; make someone else owner first.", code="last_owner"
         )

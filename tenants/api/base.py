@@ -13,7 +13,7 @@ from tenants.access import TenantContext, tenant_context_resolve
 from tenants.permissions import Action
 
 
-class TenantScopedViewSet(GenericViewSet):  # type: ignore[type-arg]
+class TenantScopedViewSet(GenericViewSet):
     """Resolves the tenant, checks the action against the role map, and scopes the queryset.
 
     Subclasses declare ``queryset`` and ``required_actions`` (viewset action -> ``Action``) and never

@@ -9,7 +9,7 @@ from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, U
 from tenants.permissions import Role, Scope
 
 
-class TenantSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class TenantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
         fields = ["id", "slug", "name", "require_mfa", "created_at"]
@@ -34,14 +34,14 @@ class TenantUpdateSerializer(StrictSerializer):
     require_mfa = serializers.BooleanField(required=False)
 
 
-class UserSummarySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class UserSummarySerializer(serializers.ModelSerializer):
     class Meta:
         model = User
         fields = ["id", "email", "name"]
         read_only_fields = fields
 
 
-class MemberSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class MemberSerializer(serializers.ModelSerializer):
     user = UserSummarySerializer(read_only=True)
 
     class Meta:
@@ -54,7 +54,7 @@ class MemberUpdateSerializer(StrictSerializer):
     role = serializers.ChoiceField(choices=Role.choices)
 
 
-class InvitationSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class InvitationSerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
     invited_by = serializers.EmailField(source="invited_by.email", read_only=True, default=None)
 
@@ -92,7 +92,7 @@ class InvitationAcceptSerializer(StrictSerializer):
     token = serializers.CharField(max_length=200)
 
 
-class ApiKeySerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class ApiKeySerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
     created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
 
@@ -127,7 +127,7 @@ class ApiKeyCreateSerializer(StrictSerializer):
     expires_at = serializers.DateTimeField(required=False, allow_null=True)
 
 
-class AuditEventSerializer(serializers.ModelSerializer):  # type: ignore[type-arg]
+class AuditEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = AuditEvent
         fields = [
@@ -150,7 +150,7 @@ class AuditEventSerializer(serializers.ModelSerializer):  # type: ignore[type-ar
         read_only_fields = fields
 
 
-class AuditEventFilterSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class AuditEventFilterSerializer(serializers.Serializer):
     """Query parameters of the audit log list and export."""
 
     actor = serializers.CharField(required=False, max_length=64, help_text="Actor id (user or API key).")

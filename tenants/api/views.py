@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
@@ -71,9 +71,8 @@ class TenantListView(APIView):
             tenant = request.auth.tenant
             tenant.role = None  # type: ignore[attr-defined]
             return Response({"results": TenantWithRoleSerializer([tenant], many=True).data})
-        memberships = (
-            Membership.objects.select_related("tenant").filter(user=request.user).order_by("tenant__slug")
-        )
+        user = _session_user(request)
+        memberships = Membership.objects.select_related("tenant").filter(user=user).order_by("tenant__slug")
         tenants = []
         for membership in memberships:
             membership.tenant.role = membership.role  # type: ignore[attr-defined]
@@ -321,7 +320,8 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         params = AuditExportQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         fmt = params.validated_data.pop("format")
-        events = _audit_filter(self.get_queryset(), params.validated_data).order_by("seq")
+        scoped = cast("QuerySet[AuditEvent]", self.get_queryset())
+        events = _audit_filter(scoped, params.validated_data).order_by("seq")
         rows = (_export_row(event) for event in events.iterator(chunk_size=2000))
         stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
         filename = f"audit-{self.ctx.tenant.slug}-{stamp}.{fmt}"
@@ -329,9 +329,9 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             writer = csv.DictWriter(_Echo(), fieldnames=_EXPORT_COLUMNS)
 
             def csv_lines() -> Iterator[str]:
-                yield writer.writeheader()  # type: ignore[misc]
+                yield writer.writeheader()
                 for row in rows:
-                    yield writer.writerow({**row, "changes": json.dumps(row["changes"], sort_keys=True)})  # type: ignore[misc]
+                    yield writer.writerow({**row, "changes": json.dumps(row["changes"], sort_keys=True)})
 
             response = StreamingHttpResponse(csv_lines(), content_type="text/csv; charset=utf-8")
         else:

@@ -1,0 +1,88 @@
+"""Two tenants and three people: alice owns A, bob views A, charlie owns B (the outsider)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from rest_framework.test import APIClient
+
+from tenants.audit import Actor
+from tenants.models import ApiKey, Membership, Tenant, User
+from tenants.permissions import Role
+from tenants.services import api_key_create, tenant_create
+from tests.factories import MembershipFactory, UserFactory
+
+SYSTEM = Actor.system("tests")
+
+
+@dataclass
+class World:
+    tenant_a: Tenant
+    tenant_b: Tenant
+    alice: User
+    bob: User
+    charlie: User
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture
+def world(db: None) -> World:
+    alice = UserFactory(email="alice@a.example")
+    bob = UserFactory(email="bob@a.example")
+    charlie = UserFactory(email="charlie@b.example")
+    tenant_a = tenant_create(slug="tenant-a", name="Tenant A", owner=alice, actor=SYSTEM)
+    tenant_b = tenant_create(slug="tenant-b", name="Tenant B", owner=charlie, actor=SYSTEM)
+    MembershipFactory(tenant=tenant_a, user=bob, role=Role.VIEWER)
+    return World(tenant_a, tenant_b, alice, bob, charlie)
+
+
+def session_client(user: User, tenant: Tenant | None = None) -> APIClient:
+    """A signed-in browser session naming ``tenant`` in the X-Falcon-Tenant header."""
+    client = APIClient()
+    client.force_login(user)
+    if tenant is not None:
+        client.credentials(HTTP_X_FALCON_TENANT=tenant.slug)
+    return client
+
+
+def key_client(token: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    return client
+
+
+@pytest.fixture
+def make_key() -> Callable[..., tuple[ApiKey, str]]:
+    def make(tenant: Tenant, scopes: list[str], name: str = "test key") -> tuple[ApiKey, str]:
+        return api_key_create(
+            tenant=tenant, name=name, scopes=scopes, actor=SYSTEM, acting_role=None, created_by=None
+        )
+
+    return make
+
+
+@pytest.fixture
+def alice_client(world: World) -> APIClient:
+    return session_client(world.alice, world.tenant_a)
+
+
+@pytest.fixture
+def bob_client(world: World) -> APIClient:
+    return session_client(world.bob, world.tenant_a)
+
+
+@pytest.fixture
+def charlie_client(world: World) -> APIClient:
+    return session_client(world.charlie, world.tenant_b)
+
+
+def member(tenant: Tenant, role: str, email: str | None = None) -> User:
+    user = UserFactory(**({"email": email} if email else {}))
+    Membership.objects.create(tenant=tenant, user=user, role=role)
+    return user
