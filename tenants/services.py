@@ -6,6 +6,7 @@ import re
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from uuid import UUID
 
 from django.conf import settings
 from django.core.mail import send_mail
@@ -129,7 +130,7 @@ def user_has_mfa(user: User) -> bool:
 # --- Members --------------------------------------------------------------------------------------------
 
 
-def _owners_locked(tenant_id: object) -> list[Membership]:
+def _owners_locked(tenant_id: UUID) -> list[Membership]:
     """The tenant's owner memberships, locked in a fixed order before any other membership row.
 
     Two owners demoting each other at once then take turns (no deadlock), and the second one sees

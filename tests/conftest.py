@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
@@ -12,7 +13,7 @@ from tenants.audit import Actor
 from tenants.models import ApiKey, Membership, Tenant, User
 from tenants.permissions import Role
 from tenants.services import api_key_create, tenant_create
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, make_user
 
 SYSTEM = Actor.system("tests")
 
@@ -27,15 +28,15 @@ class World:
 
 
 @pytest.fixture(autouse=True)
-def _fast_password_hashing(settings) -> None:  # type: ignore[no-untyped-def]
+def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
 def world(db: None) -> World:
-    alice = UserFactory(email="alice@a.example")
-    bob = UserFactory(email="bob@a.example")
-    charlie = UserFactory(email="charlie@b.example")
+    alice = make_user(email="alice@a.example")
+    bob = make_user(email="bob@a.example")
+    charlie = make_user(email="charlie@b.example")
     tenant_a = tenant_create(slug="tenant-a", name="Tenant A", owner=alice, actor=SYSTEM)
     tenant_b = tenant_create(slug="tenant-b", name="Tenant B", owner=charlie, actor=SYSTEM)
     MembershipFactory(tenant=tenant_a, user=bob, role=Role.VIEWER)
@@ -83,6 +84,6 @@ def charlie_client(world: World) -> APIClient:
 
 
 def member(tenant: Tenant, role: str, email: str | None = None) -> User:
-    user = UserFactory(**({"email": email} if email else {}))
+    user = make_user(**({"email": email} if email else {}))
     Membership.objects.create(tenant=tenant, user=user, role=role)
     return user

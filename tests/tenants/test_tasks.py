@@ -1,0 +1,31 @@
+"""The nightly chain verification, run by a real Celery worker over Redis."""
+
+from __future__ import annotations
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from django.db import connection
+
+from falcon.celery import app
+from tenants.models import AuditEvent
+from tenants.tasks import audit_verify_all_task
+
+
+@pytest.fixture
+def celery_worker(transactional_db):
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
+        yield
+
+
+def test_worker_verifies_every_chain_and_reports_the_broken_one(world, celery_worker):
+    assert audit_verify_all_task.delay().get(timeout=30) == {"tenant-a": "ok", "tenant-b": "ok"}
+
+    victim = AuditEvent.objects.get(tenant=world.tenant_b, seq=1)
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE tenants_auditevent DISABLE TRIGGER tenants_auditevent_append_only")
+        cursor.execute("UPDATE tenants_auditevent SET actor_label = 'nobody' WHERE id = %s", [victim.pk])
+        cursor.execute("ALTER TABLE tenants_auditevent ENABLE TRIGGER tenants_auditevent_append_only")
+
+    result = audit_verify_all_task.delay().get(timeout=30)
+    assert result["tenant-a"] == "ok"
+    assert result["tenant-b"].startswith(f"broken at #1 ({victim.pk})")

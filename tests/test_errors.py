@@ -1,0 +1,96 @@
+"""One error shape everywhere, and bad input never becomes a 500 or a half-written change."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenants.models import ApiKey, Tenant
+
+pytestmark = pytest.mark.django_db
+
+
+def _error(response) -> dict:
+    body = response.json()
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "fields"}
+    assert body["error"]["message"]
+    return body["error"]
+
+
+def test_malformed_json(world, alice_client):
+    response = alice_client.generic(
+        "POST", "/api/v1/api-keys/", '{"name": "x", ', content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert _error(response)["code"] == "malformed_body"
+    assert not ApiKey.objects.filter(name="x").exists()
+
+
+def test_wrong_types(world, alice_client):
+    response = alice_client.post("/api/v1/api-keys/", {"name": "x", "scopes": "read"}, format="json")
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == ["scopes"]
+    response = alice_client.patch("/api/v1/tenant", {"require_mfa": "perhaps"}, format="json")
+    assert response.status_code == 400
+    assert list(_error(response)["fields"]) == ["require_mfa"]
+
+
+def test_body_that_is_not_an_object(world, alice_client):
+    response = alice_client.post("/api/v1/api-keys/", [1, 2], format="json")
+    assert response.status_code == 400
+    assert _error(response)["fields"] == {"non_field_errors": ["Expected a JSON object."]}
+
+
+def test_unknown_fields_on_writes(world, alice_client):
+    response = alice_client.post(
+        "/api/v1/api-keys/", {"name": "x", "scopes": ["read"], "tenant": "tenant-b"}, format="json"
+    )
+    assert response.status_code == 400
+    assert _error(response)["fields"] == {"tenant": ["Unknown field."]}
+    assert not ApiKey.objects.filter(name="x").exists()
+
+
+def test_oversize_body_is_413_before_it_is_read(world, alice_client, settings):
+    settings.FALCON_MAX_BODY_BYTES = 2048
+    response = alice_client.patch("/api/v1/tenant", {"name": "x" * 5000}, format="json")
+    assert response.status_code == 413
+    assert _error(response)["code"] == "payload_too_large"
+    assert Tenant.objects.get(pk=world.tenant_a.pk).name == "Tenant A"
+
+
+def test_unsupported_media_type(world, alice_client):
+    response = alice_client.generic("POST", "/api/v1/api-keys/", "name=x", content_type="text/plain")
+    assert response.status_code == 415
+    assert _error(response)["code"] == "unsupported_media_type"
+
+
+def test_unknown_route_and_method(world, alice_client):
+    response = alice_client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert _error(response) == {"code": "not_found", "message": "Not found.", "fields": {}}
+    response = alice_client.put("/api/v1/tenant", {"name": "x"}, format="json")
+    assert response.status_code == 405
+    assert _error(response)["code"] == "method_not_allowed"
+    response = alice_client.get("/api/v1/members/not-a-uuid/")
+    assert response.status_code == 404
+
+
+def test_bad_content_length(world, alice_client):
+    response = alice_client.generic(
+        "POST", "/api/v1/api-keys/", "{}", content_type="application/json", CONTENT_LENGTH="lots"
+    )
+    assert response.status_code == 400
+    assert _error(response)["code"] == "invalid_content_length"
+
+
+def test_unexpected_failure_is_500_in_the_same_shape_without_internals(world, alice_client, monkeypatch):
+    def explode(**kwargs):
+        raise RuntimeError("database password is hunter2")
+
+    monkeypatch.setattr("tenants.services.tenant_update", explode)
+    response = alice_client.patch("/api/v1/tenant", {"name": "x"}, format="json")
+    assert response.status_code == 500
+    error = _error(response)
+    assert error["code"] == "internal_error"
+    assert response["X-Request-ID"] in error["message"]
+    assert "hunter2" not in response.content.decode()

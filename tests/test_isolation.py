@@ -1,0 +1,129 @@
+"""Walks every registered API route as tenant B against tenant A's object ids.
+
+New routes are covered automatically: any route with a ``pk`` is requested with each of A's ids and
+every method it answers, as B's owner (session) and as B's all-scopes API key; anything but 404/403,
+or a body mentioning A's id, fails.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tenants.audit import Actor
+from tenants.models import ApiKey, AuditEvent, Invitation, Membership
+from tenants.services import api_key_create, invitation_create
+from tests.conftest import key_client, session_client
+
+pytestmark = pytest.mark.django_db
+
+GROUP = re.compile(r"\(\?P<(\w+)>[^)]*\)")
+
+
+def _api_routes() -> Iterator[tuple[str, URLPattern]]:
+    def walk(patterns, prefix: str) -> Iterator[tuple[str, URLPattern]]:
+        for pattern in patterns:
+            text = prefix + str(pattern.pattern).lstrip("^").rstrip("$")
+            if isinstance(pattern, URLResolver):
+                yield from walk(pattern.url_patterns, text)
+            elif text.startswith("api/v1/"):
+                yield text.replace("/?", "/").replace("\\", ""), pattern
+
+    yield from walk(get_resolver().url_patterns, "")
+
+
+def _methods(pattern: URLPattern) -> list[str]:
+    callback = pattern.callback
+    actions = getattr(callback, "actions", None)
+    if actions:
+        return [m.upper() for m in actions]
+    view_class = getattr(callback, "view_class", None) or getattr(callback, "cls", None)
+    return [m.upper() for m in ("get", "post", "put", "patch", "delete") if hasattr(view_class, m)]
+
+
+@pytest.fixture
+def a_ids(world) -> dict[str, str]:
+    """One object of every kind in tenant A."""
+    key, _ = api_key_create(
+        tenant=world.tenant_a,
+        name="a-key",
+        scopes=["read"],
+        actor=Actor.system("t"),
+        acting_role=None,
+        created_by=None,
+    )
+    invitation, _ = invitation_create(
+        tenant=world.tenant_a,
+        email="new@a.example",
+        role="viewer",
+        actor=Actor.system("t"),
+        acting_role="owner",
+        invited_by=None,
+    )
+    return {
+        "membership": str(Membership.objects.get(tenant=world.tenant_a, user=world.bob).pk),
+        "api_key": str(key.pk),
+        "invitation": str(invitation.pk),
+        "audit_event": str(AuditEvent.objects.filter(tenant=world.tenant_a).values_list("pk", flat=True)[0]),
+        "tenant": str(world.tenant_a.pk),
+    }
+
+
+@pytest.fixture
+def b_clients(world):
+    _, token = api_key_create(
+        tenant=world.tenant_b,
+        name="b-all",
+        scopes=["read", "write", "run", "admin", "audit"],
+        actor=Actor.system("t"),
+        acting_role=None,
+        created_by=None,
+    )
+    return {
+        "charlie-session": session_client(world.charlie, world.tenant_b),
+        "charlie-key": key_client(token),
+    }
+
+
+def test_the_walk_finds_the_routes_it_must_cover():
+    paths = {path for path, _ in _api_routes()}
+    assert "api/v1/members/(?P<pk>[0-9a-fA-F-]{36})/" in paths
+    assert "api/v1/audit-events/export/" in paths
+    assert len([p for p in paths if "(?P<pk>" in p]) >= 4
+
+
+def test_tenant_b_gets_404_or_403_on_every_object_route_with_a_ids(world, a_ids, b_clients):
+    checked = 0
+    for path, pattern in _api_routes():
+        if "(?P<pk>" not in path:
+            continue
+        for object_id in a_ids.values():
+            url = "/" + GROUP.sub(object_id, path)
+            for method in _methods(pattern):
+                for who, client in b_clients.items():
+                    response = client.generic(method, url, "{}", content_type="application/json")
+                    assert response.status_code in (403, 404), (
+                        f"{who} {method} {url} -> {response.status_code}"
+                    )
+                    assert object_id not in response.content.decode(), f"{who} {method} {url} leaked the id"
+                    checked += 1
+    assert checked >= 4 * len(a_ids) * 2
+    # Nothing of A changed.
+    assert Membership.objects.filter(tenant=world.tenant_a).count() == 2
+    assert not ApiKey.objects.filter(tenant=world.tenant_a, revoked_at__isnull=False).exists()
+    assert not Invitation.objects.filter(tenant=world.tenant_a, revoked_at__isnull=False).exists()
+
+
+def test_tenant_b_lists_never_contain_a_objects(world, a_ids, b_clients):
+    for path, pattern in _api_routes():
+        if "(?P<" in path or "GET" not in _methods(pattern):
+            continue
+        for who, client in b_clients.items():
+            response = client.get("/" + path)
+            raw = b"".join(response.streaming_content) if response.streaming else response.content
+            body = raw.decode()
+            for kind, object_id in a_ids.items():
+                assert object_id not in body, f"{who} GET /{path} shows A's {kind}"
