@@ -60,9 +60,9 @@ def _normalise_ip(ip: str | None) -> str | None:
         return None
 
 
-def event_hash(event: AuditEvent) -> str:
-    """SHA-256 over a canonical serialisation of every recorded field and the previous hash."""
-    canonical = {
+def event_fields(event: AuditEvent) -> dict[str, Any]:
+    """Every recorded field as JSON values: what the hash covers, and what an export line carries."""
+    return {
         "tenant": str(event.tenant_id),
         "seq": event.seq,
         "id": str(event.id),
@@ -79,7 +79,13 @@ def event_hash(event: AuditEvent) -> str:
         "request_id": event.request_id,
         "prev_hash": event.prev_hash,
     }
-    payload = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def event_hash(event: AuditEvent) -> str:
+    """SHA-256 over the canonical JSON (sorted keys, no spaces) of ``event_fields``."""
+    payload = json.dumps(
+        event_fields(event), sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    )
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

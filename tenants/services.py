@@ -51,7 +51,6 @@ def tenant_create(*, slug: str, name: str, owner: User, actor: Actor) -> Tenant:
             tenant = Tenant.objects.create(slug=slug, name=name.strip() or slug)
     except IntegrityError as exc:
         raise Conflict(f"The slug {slug!r} is taken.", code="slug_taken", field="slug") from exc
-    membership = Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
     audit_record(
         tenant=tenant,
         actor=actor,
@@ -60,14 +59,7 @@ def tenant_create(*, slug: str, name: str, owner: User, actor: Actor) -> Tenant:
         target_id=tenant.pk,
         after={"slug": tenant.slug, "name": tenant.name},
     )
-    audit_record(
-        tenant=tenant,
-        actor=actor,
-        action="member.added",
-        target_type="membership",
-        target_id=membership.pk,
-        after={"user": owner.email, "role": Role.OWNER},
-    )
+    member_add(tenant=tenant, user=owner, role=Role.OWNER, actor=actor)
     return tenant
 
 
@@ -128,6 +120,23 @@ def user_has_mfa(user: User) -> bool:
 
 
 # --- Members --------------------------------------------------------------------------------------------
+
+
+@transaction.atomic
+def member_add(*, tenant: Tenant, user: User, role: str, actor: Actor) -> Membership:
+    """Adds a person directly (operators and the demo seed; everyone else joins by invitation)."""
+    if Membership.objects.filter(tenant=tenant, user=user).exists():
+        raise Conflict(f"{user.email} is already a member.", code="already_member")
+    membership = Membership.objects.create(tenant=tenant, user=user, role=role)
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="member.added",
+        target_type="membership",
+        target_id=membership.pk,
+        after={"user": user.email, "role": role},
+    )
+    return membership
 
 
 def _owners_locked(tenant_id: UUID) -> list[Membership]:

@@ -41,6 +41,7 @@ from tenants.api.serializers import (
     TenantUpdateSerializer,
     TenantWithRoleSerializer,
 )
+from tenants.audit import event_fields
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, User
 from tenants.permissions import Action
 
@@ -272,27 +273,29 @@ class _Echo:
         return value
 
 
-_EXPORT_COLUMNS = list(AuditEventSerializer.Meta.fields)
-
-
 def _export_row(event: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": str(event.id),
-        "seq": event.seq,
-        "occurred_at": event.occurred_at.isoformat(),
-        "actor_type": event.actor_type,
-        "actor_id": event.actor_id,
-        "actor_label": event.actor_label,
-        "action": event.action,
-        "target_type": event.target_type,
-        "target_id": event.target_id,
-        "changes": event.changes,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "request_id": event.request_id,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    """The hashed fields plus the hash: enough to re-verify the chain outside Falcon."""
+    return {**event_fields(event), "hash": event.hash}
+
+
+_EXPORT_COLUMNS = [
+    "tenant",
+    "seq",
+    "id",
+    "occurred_at",
+    "actor_type",
+    "actor_id",
+    "actor_label",
+    "action",
+    "target_type",
+    "target_id",
+    "changes",
+    "ip",
+    "user_agent",
+    "request_id",
+    "prev_hash",
+    "hash",
+]
 
 
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])

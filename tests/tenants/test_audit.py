@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import itertools
 import json
@@ -233,6 +234,14 @@ def test_export_jsonl_streams_every_event_oldest_first(world, alice_client):
     expected = list(AuditEvent.objects.filter(tenant=world.tenant_a).order_by("seq"))
     assert [r["id"] for r in rows] == [str(e.id) for e in expected]
     assert rows[-1]["hash"] == expected[-1].hash
+    # Each line carries what an outside verifier needs to recompute the chain.
+    previous = GENESIS_HASH
+    for row in rows:
+        fields = {k: v for k, v in row.items() if k != "hash"}
+        canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        assert hashlib.sha256(canonical.encode()).hexdigest() == row["hash"]
+        assert row["prev_hash"] == previous
+        previous = row["hash"]
     assert all(r["action"] != "tenant.created" or r["target_id"] == str(world.tenant_a.pk) for r in rows)
 
 

@@ -17,10 +17,10 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from tenants.audit import Actor, audit_record
+from tenants.audit import Actor
 from tenants.models import Membership, Tenant, User
 from tenants.permissions import Role
-from tenants.services import api_key_authenticate, api_key_create, tenant_create
+from tenants.services import api_key_authenticate, api_key_create, member_add, tenant_create
 
 DEMO_SLUG = "acme"
 DEMO_EMAIL = "owner@acme.example"
@@ -53,15 +53,7 @@ class Command(BaseCommand):
             if tenant is None:
                 tenant = tenant_create(slug=DEMO_SLUG, name="Acme Corp", owner=owner, actor=actor)
             elif not Membership.objects.filter(tenant=tenant, user=owner).exists():
-                membership = Membership.objects.create(tenant=tenant, user=owner, role=Role.OWNER)
-                audit_record(
-                    tenant=tenant,
-                    actor=actor,
-                    action="member.added",
-                    target_type="membership",
-                    target_id=membership.pk,
-                    after={"user": owner.email, "role": Role.OWNER},
-                )
+                member_add(tenant=tenant, user=owner, role=Role.OWNER, actor=actor)
             key = saved.get("api_key", "")
             if not key or api_key_authenticate(key) is None:
                 _, key = api_key_create(
