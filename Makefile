@@ -37,13 +37,8 @@ venv: .venv/.synced
 
 run: venv
 	$(VENV_PY) manage.py migrate --noinput
-	$(VENV_PY) manage.py seed_demo
-	@echo "Starting web ($(HOST):$(PORT)), Celery worker and beat. Ctrl-C stops all three."
-	@trap 'kill 0' INT TERM EXIT; \
-		.venv/bin/celery -A falcon worker --loglevel=INFO --pool=threads --concurrency=4 & \
-		.venv/bin/celery -A falcon beat --loglevel=INFO & \
-		$(VENV_PY) manage.py runserver $(HOST):$(PORT) --noreload & \
-		wait
+	FALCON_BASE_URL=http://$(HOST):$(PORT) $(VENV_PY) manage.py seed_demo
+	$(VENV_PY) -m falcon.devstack --host $(HOST) --port $(PORT)
 
 services:
 	./.ci/services

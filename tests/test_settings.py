@@ -200,3 +200,46 @@ def test_first_look_mode_migrates_seeds_idempotently_and_runs_tasks_without_serv
         worker.terminate()
         worker.wait(timeout=30)
     assert list((tmp_path / "broker" / "queue").iterdir()) == []
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_devstack_serves_and_ctrl_c_stops_everything(tmp_path):
+    import signal
+    import urllib.request
+
+    env = _env(FALCON_VAR_DIR=str(tmp_path))
+    _manage("migrate", "--noinput", env=env)
+    port = _free_port()
+    stack = subprocess.Popen(
+        [sys.executable, "-m", "falcon.devstack", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}/healthz"
+    try:
+        deadline = time.monotonic() + 60
+        body = None
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    body = json.loads(response.read())
+            except OSError:
+                time.sleep(0.2)  # polling for readiness, bounded by the deadline
+        assert body == {"status": "ok", "database": "up"}
+    finally:
+        stack.send_signal(signal.SIGINT)
+        output, _ = stack.communicate(timeout=60)
+    assert stack.returncode == 0, output[-3000:]
+    assert "Stopped." in output
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url, timeout=2)
