@@ -95,3 +95,24 @@ def role_matrix() -> list[tuple[str, list[str]]]:
     return [
         (action.value, [role.value for role in Role if action in ROLE_ACTIONS[role]]) for action in Action
     ]
+
+
+def matrix_markdown() -> str:
+    """The role and scope matrices as the README shows them (a test keeps the README in step)."""
+    roles = [role.value for role in Role]
+    scopes = [scope.value for scope in Scope]
+    lines = ["| action | " + " | ".join(roles) + " |", "|---|" + "---|" * len(roles)]
+    lines += [
+        f"| `{action.value}` | " + " | ".join("✓" if action in ROLE_ACTIONS[r] else "" for r in roles) + " |"
+        for action in Action
+    ]
+    lines += [
+        "",
+        "| action | " + " | ".join(f"`{s}` key" for s in scopes) + " |",
+        "|---|" + "---|" * len(scopes),
+    ]
+    lines += [
+        f"| `{action.value}` | " + " | ".join("✓" if scopes_allow([s], action) else "" for s in scopes) + " |"
+        for action in Action
+    ]
+    return "\n".join(lines)
