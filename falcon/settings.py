@@ -8,6 +8,7 @@ real deployment sets ``DATABASE_URL`` and then must provide its secrets explicit
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,16 @@ STATIC_ROOT = VAR_DIR / "static"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/"
 
+# --- Cache (API rate limits) ------------------------------------------------------------------------------
+# Counters must be shared by every web process in production: point this at Redis there.
+_cache_url = env_str("FALCON_CACHE_URL", "")
+if _cache_url.startswith(("redis://", "rediss://")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
+elif _cache_url:
+    raise ImproperlyConfigured("FALCON_CACHE_URL must be a redis:// or rediss:// URL.")
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 # --- E-mail ---------------------------------------------------------------------------------------------
 _email_url = env_str("EMAIL_URL", "console://" if FIRST_LOOK else "")
 if not _email_url:
@@ -215,6 +226,10 @@ GUARDIAN_MONKEY_PATCH_USER = False
 FALCON_MAX_BODY_BYTES = env_int("FALCON_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = FALCON_MAX_BODY_BYTES
 
+FALCON_API_RATE = env_str("FALCON_API_RATE", "1200/min")
+if not re.fullmatch(r"\d+/(s|sec|m|min|h|hour|d|day)", FALCON_API_RATE):
+    raise ImproperlyConfigured("FALCON_API_RATE must look like '1200/min' (per s, min, hour or day).")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "tenants.authentication.ApiKeyAuthentication",
@@ -226,6 +241,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "falcon.api.FalconCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "falcon.api.exception_handler",
+    "DEFAULT_THROTTLE_CLASSES": ["falcon.throttling.ApiRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # ``format`` is a real query parameter of the audit export, not DRF's renderer override.

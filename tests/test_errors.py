@@ -94,3 +94,19 @@ def test_unexpected_failure_is_500_in_the_same_shape_without_internals(world, al
     assert error["code"] == "internal_error"
     assert response["X-Request-ID"] in error["message"]
     assert "hunter2" not in response.content.decode()
+
+
+def test_rate_limit_is_429_per_key_in_the_same_shape(world, make_key, settings):
+    from tests.conftest import key_client
+
+    settings.FALCON_API_RATE = "3/min"
+    _, token = make_key(world.tenant_a, ["read"])
+    _, other = make_key(world.tenant_a, ["read"])
+    client = key_client(token)
+    assert [client.get("/api/v1/tenant").status_code for _ in range(3)] == [200, 200, 200]
+    response = client.get("/api/v1/tenant")
+    assert response.status_code == 429
+    assert _error(response)["code"] == "throttled"
+    assert int(response["Retry-After"]) > 0
+    # Another key has its own budget.
+    assert key_client(other).get("/api/v1/tenant").status_code == 200

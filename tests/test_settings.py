@@ -243,3 +243,9 @@ def test_devstack_serves_and_ctrl_c_stops_everything(tmp_path):
     assert "Stopped." in output
     with pytest.raises(OSError):
         urllib.request.urlopen(url, timeout=2)
+
+
+def test_litellm_is_kept_offline_before_anything_imports_it():
+    import falcon  # noqa: F401 - importing the project package is what sets it
+
+    assert os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"

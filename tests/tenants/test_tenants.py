@@ -190,3 +190,20 @@ def test_cli_tenant_create(db):
         call_command("tenant_create", "globex", "--owner-email", "x@y.example", stdout=StringIO())
     with pytest.raises(CommandError, match="not an e-mail"):
         call_command("tenant_create", "other", "--owner-email", "nobody", stdout=StringIO())
+
+
+def test_password_reset_mails_a_working_link(world):
+    browser = Client()
+    assert browser.post("/accounts/password/reset/", {"email": "bob@a.example"}).status_code == 302
+    assert len(mail.outbox) == 1
+    link = re.search(r"http://testserver(/accounts/password/reset/key/\S+)", mail.outbox[0].body)
+    assert link is not None
+    form = browser.get(link.group(1), follow=True)
+    assert form.status_code == 200
+    response = browser.post(
+        form.redirect_chain[-1][0] if form.redirect_chain else link.group(1),
+        {"password1": "a-brand-new-secret-77", "password2": "a-brand-new-secret-77"},
+    )
+    assert response.status_code == 302
+    world.bob.refresh_from_db()
+    assert world.bob.check_password("a-brand-new-secret-77")
