@@ -11,6 +11,7 @@ from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 from rest_framework.views import set_rollback
 
 from falcon.errors import FalconError
@@ -140,3 +141,11 @@ class StrictSerializer(StrictSerializerMixin, serializers.Serializer):
 
 class StrictModelSerializer(StrictSerializerMixin, serializers.ModelSerializer):
     pass
+
+
+class OptionalSlashRouter(SimpleRouter):
+    """Routes that answer with or without the trailing slash (no redirect that drops a POST body)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"

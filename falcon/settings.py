@@ -289,10 +289,10 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
-    "audit-verify-nightly": {
-        "task": "tenants.tasks.audit_verify_all_task",
-        "schedule": 24 * 60 * 60,
-    },
+    "audit-verify-nightly": {"task": "tenants.tasks.audit_verify_all_task", "schedule": 24 * 60 * 60},
+    # Runs whose worker died (stale heartbeat) are re-queued or failed; due waits are resumed.
+    "runs-sweep": {"task": "agents.tasks.runs_sweep_task", "schedule": 15},
+    "runs-resume-due": {"task": "agents.tasks.runs_resume_due_task", "schedule": 5},
 }
 
 # --- Security -------------------------------------------------------------------------------------------
@@ -313,6 +313,21 @@ if not DEBUG:
     # The SSL redirect is the proxy's job when it is off; the deploy check should not flag it then.
     SILENCED_SYSTEM_CHECKS = [] if SECURE_SSL_REDIRECT else ["security.W008"]
 
+# --- Agents: LLM providers and the run engine -----------------------------------------------------------
+# Platform-wide provider credentials (tenants' own provider connectors come with the connectors app).
+FALCON_LLM_PROVIDERS = {
+    "openai": {"api_key": env_str("OPENAI_API_KEY", ""), "api_base": env_str("OPENAI_BASE_URL", "")},
+    "anthropic": {"api_key": env_str("ANTHROPIC_API_KEY", ""), "api_base": env_str("ANTHROPIC_BASE_URL", "")},
+    "gemini": {"api_key": env_str("GEMINI_API_KEY", ""), "api_base": env_str("GEMINI_API_BASE", "")},
+    "ollama": {"api_key": "", "api_base": env_str("OLLAMA_API_BASE", "")},
+}
+FALCON_RUN_HEARTBEAT_INTERVAL_S = env_int("FALCON_RUN_HEARTBEAT_INTERVAL_S", 10, minimum=1)
+FALCON_RUN_HEARTBEAT_TIMEOUT_S = env_int("FALCON_RUN_HEARTBEAT_TIMEOUT_S", 120, minimum=2)
+FALCON_RUN_MAX_CLAIMS = env_int("FALCON_RUN_MAX_CLAIMS", 3, minimum=1)
+FALCON_RUN_CONCURRENCY_PER_TENANT = env_int("FALCON_RUN_CONCURRENCY_PER_TENANT", 100, minimum=1)
+FALCON_RUN_PAYLOAD_LIMIT_BYTES = env_int("FALCON_RUN_PAYLOAD_LIMIT_BYTES", 256 * 1024, minimum=1024)
+FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
+
 # --- Tenancy --------------------------------------------------------------------------------------------
 FALCON_INVITATION_TTL_DAYS = env_int("FALCON_INVITATION_TTL_DAYS", 7, minimum=1)
 FALCON_API_KEY_ENVIRONMENT = "live"
@@ -329,5 +344,12 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
     },
     "root": {"handlers": ["console"], "level": env_str("FALCON_LOG_LEVEL", "INFO").upper()},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # litellm logs every call at INFO; request bodies must never reach logs.
+        "LiteLLM": {"level": "WARNING"},
+        "LiteLLM Router": {"level": "WARNING"},
+        "LiteLLM Proxy": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
 }

@@ -95,3 +95,49 @@ def member(tenant: Tenant, role: str, email: str | None = None) -> User:
     user = make_user(**({"email": email} if email else {}))
     Membership.objects.create(tenant=tenant, user=user, role=role)
     return user
+
+
+# --- Agents: a loopback LLM provider and a real Celery worker -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def llm_server() -> Any:
+    from tests.servers.llm import LlmServer
+
+    server = LlmServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def llm(llm_server: Any, settings: Any) -> Any:
+    """The loopback provider, reset, with every provider's base URL pointing at it."""
+    llm_server.reset()
+    settings.FALCON_LLM_PROVIDERS = llm_server.provider_settings()
+    return llm_server
+
+
+@pytest.fixture
+def celery_worker(transactional_db: None) -> Any:
+    """A real Celery worker (threads pool) consuming from Redis inside this process."""
+    from celery.contrib.testing.worker import start_worker
+
+    from falcon.celery import app
+
+    app.control.purge()
+    with start_worker(
+        app, pool="threads", concurrency=8, perform_ping_check=False, shutdown_timeout=30
+    ) as worker:
+        yield worker
+    _close_other_sessions()
+
+
+def _close_other_sessions() -> None:
+    """Worker threads may still hold connections to the test database; end them so it can be dropped."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -1,16 +1,7 @@
 from django.urls import path
-from rest_framework.routers import SimpleRouter
 
+from falcon.api import OptionalSlashRouter
 from tenants.api import views
-
-
-class OptionalSlashRouter(SimpleRouter):
-    """Routes that answer with or without the trailing slash (no redirect that drops a POST body)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trailing_slash = "/?"
-
 
 router = OptionalSlashRouter()
 router.register("members", views.MemberViewSet, basename="member")

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-from celery.contrib.testing.worker import start_worker
 from django.db import connection
 
-from falcon.celery import app
 from tenants.models import AuditEvent
 from tenants.tasks import audit_verify_all_task
-
-
-@pytest.fixture
-def celery_worker(transactional_db):
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30):
-        yield
 
 
 def test_worker_verifies_every_chain_and_reports_the_broken_one(world, celery_worker):

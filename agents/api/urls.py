@@ -1,0 +1,13 @@
+from django.urls import path
+
+from agents.api import views
+from falcon.api import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+router.register("agents", views.AgentViewSet, basename="agent")
+router.register("runs", views.RunViewSet, basename="run")
+
+urlpatterns = [
+    path("schemas/workflow.json", views.WorkflowSchemaView.as_view(), name="workflow-schema"),
+    *router.urls,
+]

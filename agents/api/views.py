@@ -1,0 +1,272 @@
+"""REST endpoints for agents, versions and runs."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from agents.api.serializers import (
+    AgentCreateSerializer,
+    AgentSerializer,
+    AgentUpdateSerializer,
+    AgentVersionCreateSerializer,
+    AgentVersionSerializer,
+    RunDetailSerializer,
+    RunFilterSerializer,
+    RunResumeSerializer,
+    RunSerializer,
+    RunStartSerializer,
+)
+from agents.engine.spec import workflow_json_schema
+from agents.models import Agent, AgentVersion, Run
+from agents.services import agents as agent_services
+from agents.services import runs as run_services
+from falcon.errors import InvalidInput, NotFound
+from tenants.api.base import TenantScopedViewSet
+from tenants.api.views import TENANT_HEADER_PARAMETER
+from tenants.permissions import Action
+
+WAIT_POLL_S = 0.05
+
+
+class WorkflowSchemaView(APIView):
+    """The JSON Schema of workflow definitions (public: it describes a format, not data)."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+
+    @extend_schema(responses={200: dict})
+    def get(self, request: Request) -> Response:
+        return Response(workflow_json_schema())
+
+
+@extend_schema(parameters=[TENANT_HEADER_PARAMETER])
+class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = Agent.objects.select_related("published_version", "created_by").order_by("-created_at")
+    serializer_class = AgentSerializer
+    required_actions = {
+        "list": Action.AGENTS_READ,
+        "retrieve": Action.AGENTS_READ,
+        "create": Action.AGENTS_BUILD,
+        "partial_update": Action.AGENTS_BUILD,
+        "destroy": Action.AGENTS_BUILD,
+        "archive": Action.AGENTS_BUILD,
+        "unarchive": Action.AGENTS_BUILD,
+        "versions": Action.AGENTS_READ,
+        "version_detail": Action.AGENTS_READ,
+        "version_publish": Action.AGENTS_PUBLISH,
+        "version_diff": Action.AGENTS_READ,
+        "runs": Action.AGENTS_RUN,
+    }
+
+    @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
+    def create(self, request: Request) -> Response:
+        body = AgentCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent = agent_services.agent_create(
+            tenant=self.ctx.tenant,
+            name=body.validated_data["name"],
+            description=body.validated_data["description"],
+            definition=body.validated_data.get("definition"),
+            actor=self.ctx.actor,
+            created_by=self.ctx.user,
+        )
+        return Response(
+            AgentSerializer(self.get_queryset().get(pk=agent.pk)).data, status=status.HTTP_201_CREATED
+        )
+
+    @extend_schema(request=AgentUpdateSerializer, responses=AgentSerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        agent = self.get_object()
+        body = AgentUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        agent_services.agent_update(agent=agent, actor=self.ctx.actor, **body.validated_data)
+        return Response(AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        """Archives the agent (versions and runs are kept)."""
+        agent_services.agent_archive(agent=self.get_object(), actor=self.ctx.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(request=None, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def archive(self, request: Request, pk: str) -> Response:
+        agent = agent_services.agent_archive(agent=self.get_object(), actor=self.ctx.actor)
+        return Response(AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+    @extend_schema(request=None, responses=AgentSerializer)
+    @action(detail=True, methods=["post"])
+    def unarchive(self, request: Request, pk: str) -> Response:
+        agent = agent_services.agent_archive(agent=self.get_object(), actor=self.ctx.actor, archived=False)
+        return Response(AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+    # --- versions ---
+
+    def _version(self, agent: Agent, number: str) -> AgentVersion:
+        version = agent.versions.select_related("agent", "created_by").filter(number=int(number)).first()
+        if version is None:
+            raise NotFound()
+        return version
+
+    @extend_schema(
+        methods=["POST"], request=AgentVersionCreateSerializer, responses={201: AgentVersionSerializer}
+    )
+    @extend_schema(methods=["GET"], responses=AgentVersionSerializer(many=True))
+    @action(detail=True, methods=["get", "post"])
+    def versions(self, request: Request, pk: str) -> Response:
+        agent = self.get_object()
+        if request.method == "POST":
+            self.ctx.require(Action.AGENTS_BUILD)
+            body = AgentVersionCreateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            version = agent_services.version_create(
+                agent=agent,
+                definition=body.validated_data["definition"],
+                note=body.validated_data["note"],
+                actor=self.ctx.actor,
+                created_by=self.ctx.user,
+            )
+            version = self._version(agent, str(version.number))
+            return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)
+        versions = agent.versions.select_related("agent", "created_by").order_by("-number")
+        page = self.paginate_queryset(versions)
+        return self.get_paginated_response(AgentVersionSerializer(page, many=True).data)
+
+    @extend_schema(responses=AgentVersionSerializer)
+    @action(detail=True, methods=["get"], url_path=r"versions/(?P<number>[0-9]{1,9})")
+    def version_detail(self, request: Request, pk: str, number: str) -> Response:
+        return Response(AgentVersionSerializer(self._version(self.get_object(), number)).data)
+
+    @extend_schema(request=None, responses=AgentVersionSerializer)
+    @action(detail=True, methods=["post"], url_path=r"versions/(?P<number>[0-9]{1,9})/publish")
+    def version_publish(self, request: Request, pk: str, number: str) -> Response:
+        agent = self.get_object()
+        agent_services.version_publish(version=self._version(agent, number), actor=self.ctx.actor)
+        return Response(AgentVersionSerializer(self._version(self.get_object(), number)).data)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("from", int, required=True), OpenApiParameter("to", int, required=True)],
+        responses={200: dict},
+    )
+    @action(detail=True, methods=["get"], url_path="versions/diff")
+    def version_diff(self, request: Request, pk: str) -> Response:
+        agent = self.get_object()
+        numbers = {}
+        for param in ("from", "to"):
+            raw = request.query_params.get(param, "")
+            if not raw.isdigit():
+                raise InvalidInput(f"'{param}' must be a version number.", field=param)
+            numbers[param] = raw
+        old, new = self._version(agent, numbers["from"]), self._version(agent, numbers["to"])
+        return Response(
+            {"from": old.number, "to": new.number, "diff": agent_services.version_diff(old=old, new=new)}
+        )
+
+    # --- runs ---
+
+    @extend_schema(
+        request=RunStartSerializer,
+        responses={200: RunDetailSerializer, 202: RunSerializer},
+        parameters=[OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER, required=False)],
+    )
+    @action(detail=True, methods=["post"])
+    def runs(self, request: Request, pk: str) -> Response:
+        """Starts a run of the published version; ``wait_s`` waits for it to finish (else 202)."""
+        agent = self.get_object()
+        body = RunStartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        key = body.validated_data.get("idempotency_key") or request.headers.get("Idempotency-Key")
+        run, _ = run_services.run_start(
+            agent=agent,
+            input=body.validated_data["input"],
+            actor=self.ctx.actor,
+            trigger=Run.Trigger.API if self.ctx.api_key else Run.Trigger.MANUAL,
+            idempotency_key=key,
+        )
+        return _run_response(run.pk, body.validated_data["wait_s"])
+
+
+def _run_response(run_id: Any, wait_s: float) -> Response:
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = Run.objects.select_related("agent", "version").get(pk=run_id)
+        finished = run.status in Run.FINISHED
+        if finished or time.monotonic() >= deadline:
+            break
+        time.sleep(WAIT_POLL_S)
+    if finished:
+        return Response(RunDetailSerializer(run).data, status=status.HTTP_200_OK)
+    return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
+
+
+@extend_schema(parameters=[TENANT_HEADER_PARAMETER])
+class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    queryset = Run.objects.select_related("agent", "version")
+    serializer_class = RunSerializer
+    required_actions = {
+        "list": Action.RUNS_READ,
+        "retrieve": Action.RUNS_READ,
+        "cancel": Action.AGENTS_RUN,
+        "resume": Action.AGENTS_RUN,
+        "rerun": Action.AGENTS_RUN,
+    }
+
+    def get_serializer_class(self) -> Any:
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+    def filter_queryset(self, queryset: QuerySet[Run]) -> QuerySet[Run]:  # type: ignore[override]
+        if self.action != "list":
+            return queryset
+        params = RunFilterSerializer(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        data = params.validated_data
+        if "agent" in data:
+            queryset = queryset.filter(agent_id=data["agent"])
+        if "status" in data:
+            queryset = queryset.filter(status=data["status"])
+        if "trigger" in data:
+            queryset = queryset.filter(trigger=data["trigger"])
+        if "since" in data:
+            queryset = queryset.filter(created_at__gte=data["since"])
+        if "until" in data:
+            queryset = queryset.filter(created_at__lt=data["until"])
+        return queryset
+
+    @extend_schema(parameters=[RunFilterSerializer])
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(request=None, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        run = run_services.run_cancel(run=self.get_object(), actor=self.ctx.actor)
+        return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(request=RunResumeSerializer, responses=RunSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        run = self.get_object()
+        body = RunResumeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run = run_services.run_resume(
+            run=run,
+            decision=body.validated_data["decision"],
+            comment=body.validated_data["comment"],
+            actor=self.ctx.actor,
+        )
+        return Response(RunSerializer(self.get_queryset().get(pk=run.pk)).data)
+
+    @extend_schema(request=None, responses={202: RunSerializer})
+    @action(detail=True, methods=["post"])
+    def rerun(self, request: Request, pk: str) -> Response:
+        run = run_services.run_rerun(run=self.get_object(), actor=self.ctx.actor)
+        return _run_response(run.pk, 0)

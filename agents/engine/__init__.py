@@ -1,0 +1,1 @@
+"""The workflow engine: pure Python (no ORM). Spec models, validation, templates, runner."""

@@ -1,0 +1,152 @@
+"""Typed models of a workflow definition; their JSON Schema is published at /api/v1/schemas/workflow.json."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+PROVIDERS = ("openai", "anthropic", "gemini", "ollama", "ollama_chat", "sandbox")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RetryPolicy(_Strict):
+    max_attempts: int = Field(3, ge=1, le=10, description="Attempts in all, the first included.")
+    backoff_s: float = Field(1.0, ge=0, le=60, description="First delay; doubles each retry, with jitter.")
+    max_backoff_s: float = Field(30.0, ge=0, le=300)
+
+
+class _StepBase(_Strict):
+    id: str = Field(
+        pattern=STEP_ID_PATTERN, description="Unique within the workflow; steps.<id> in templates."
+    )
+    needs: list[str] | None = Field(
+        None, description="Steps this one runs after. Default: the previous step in the list."
+    )
+    when: str | None = Field(None, description="Template expression; false skips the step.")
+    retry: RetryPolicy | None = None
+    timeout_s: float | None = Field(None, gt=0, le=3600)
+
+
+class PromptRef(_Strict):
+    name: str
+    label: str | None = None
+    version: int | None = None
+
+
+class LlmStep(_StepBase):
+    type: Literal["llm"]
+    model: str = Field(description="provider/model: openai/…, anthropic/…, gemini/…, ollama/…, sandbox/…")
+    system: str | None = None
+    prompt: str | PromptRef = Field(description="Template of the user message (or a governed prompt).")
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=200_000)
+    json_schema: dict[str, Any] | None = Field(None, description="Structured output, validated (one repair).")
+    fallbacks: list[str] = Field(default_factory=list, description="Other models tried in order.")
+    connector: str | None = Field(None, description="Provider connector name; default: the tenant's default.")
+
+
+class AgentTool(_Strict):
+    type: Literal["agent"]
+    agent: str = Field(description="Name of another agent of the tenant; its published version runs.")
+    description: str = ""
+
+
+class ConnectorTool(_Strict):
+    type: Literal["http", "db_query"]
+    name: str = Field(pattern=STEP_ID_PATTERN)
+    connector: str
+    description: str = ""
+    operation: dict[str, Any] = Field(default_factory=dict)
+
+
+class AgentStep(_StepBase):
+    type: Literal["agent"]
+    model: str
+    system: str | None = None
+    prompt: str | PromptRef
+    tools: list[Annotated[AgentTool | ConnectorTool, Field(discriminator="type")]] = Field(
+        default_factory=list
+    )
+    max_iterations: int = Field(8, ge=1, le=50)
+    temperature: float | None = Field(None, ge=0, le=2)
+    max_tokens: int | None = Field(None, ge=1, le=200_000)
+    fallbacks: list[str] = Field(default_factory=list)
+    connector: str | None = None
+
+
+class HttpStep(_StepBase):
+    type: Literal["http"]
+    connector: str
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str = "/"
+    query: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(None, alias="json")
+
+
+class DbQueryStep(_StepBase):
+    type: Literal["db_query"]
+    connector: str
+    sql: str
+    params: list[Any] | dict[str, Any] = Field(default_factory=list)
+
+
+class TransformStep(_StepBase):
+    type: Literal["transform"]
+    value: Any = Field(None, description="A template string, or a mapping/list whose strings are templates.")
+    jmespath: str | None = Field(None, description="A JMESPath expression over the context instead.")
+
+
+class BranchCase(_Strict):
+    when: str
+    steps: list[str]
+
+
+class BranchStep(_StepBase):
+    type: Literal["branch"]
+    cases: list[BranchCase] = Field(min_length=1)
+    default: list[str] = Field(default_factory=list)
+
+
+class MapStep(_StepBase):
+    type: Literal["map"]
+    items: str = Field(description="Template expression giving the list; each item is `item` inside.")
+    steps: list[Step] = Field(min_length=1)
+    concurrency: int = Field(4, ge=1, le=32)
+    output: Any = Field(None, description="Per-item result (template); default: the last sub-step's output.")
+
+
+class WaitStep(_StepBase):
+    type: Literal["wait"]
+    duration_s: float | None = Field(None, gt=0, le=90 * 24 * 3600)
+    approval: bool = Field(False, description="Wait until POST /runs/{id}/resume with a decision.")
+    prompt: str | None = Field(None, description="What the approver is asked (shown on the run).")
+
+
+Step = Annotated[
+    LlmStep | AgentStep | HttpStep | DbQueryStep | TransformStep | BranchStep | MapStep | WaitStep,
+    Field(discriminator="type"),
+]
+MapStep.model_rebuild()
+
+
+class WorkflowSpec(_Strict):
+    inputs: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object"}, description="JSON Schema the run input must satisfy."
+    )
+    steps: list[Step] = Field(min_length=1, max_length=200)
+    output: Any = Field(None, description="Template or mapping built from step results; default: last step.")
+    timeout_s: float = Field(3600, gt=0, le=7 * 24 * 3600, description="Whole-run limit (waits excluded).")
+
+
+def workflow_json_schema() -> dict[str, Any]:
+    schema = WorkflowSpec.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "/api/v1/schemas/workflow.json"
+    schema["title"] = "Falcon workflow definition"
+    return schema

@@ -1,0 +1,445 @@
+"""Executing runs on a worker: claim, run the engine with database-backed hooks, finish; and the sweepers.
+
+Runs are I/O-bound. A worker runs the Celery *threads* pool with many threads (e.g. 128), and a thread
+never holds a database connection across an LLM call: it closes it before the call and opens one
+again for the next checkpoint. So hundreds of runs can wait on providers at once while PostgreSQL sees
+only the few connections that are doing short writes (see docs/decisions/0005-run-execution.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import timedelta
+from decimal import Decimal
+from functools import partial
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from agents import llm
+from agents.engine.runner import Runner, RunOutcome
+from agents.engine.spec import WorkflowSpec
+from agents.engine.types import LlmRequest, LlmResult, RunCancelled, StepFailure, StepRecord
+from agents.engine.validate import input_problems
+from agents.models import Agent, Run, StepRun
+from agents.payloads import log_safe
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+
+# --- Heartbeats -----------------------------------------------------------------------------------------
+
+
+class HeartbeatMonitor:
+    """One thread per worker process stamps ``heartbeat_at`` of every run it is executing.
+
+    One UPDATE for all of them every few seconds, however many runs are in flight; the sweeper treats
+    a run whose heartbeat is older than ``FALCON_RUN_HEARTBEAT_TIMEOUT_S`` as orphaned.
+    """
+
+    def __init__(self) -> None:
+        self._runs: set[uuid.UUID] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, run_id: uuid.UUID) -> None:
+        with self._lock:
+            self._runs.add(run_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._loop, name="falcon-heartbeat", daemon=True)
+                self._thread.start()
+
+    def discard(self, run_id: uuid.UUID) -> None:
+        with self._lock:
+            self._runs.discard(run_id)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(settings.FALCON_RUN_HEARTBEAT_INTERVAL_S)
+            with self._lock:
+                ids = list(self._runs)
+            if not ids:
+                continue
+            try:
+                Run.objects.filter(pk__in=ids, status=Run.Status.RUNNING).update(heartbeat_at=timezone.now())
+            except Exception:
+                logger.exception("Heartbeat update failed")
+            finally:
+                connection.close()
+
+
+heartbeats = HeartbeatMonitor()
+_llm_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="falcon-llm")
+
+
+# --- Claiming -------------------------------------------------------------------------------------------
+
+
+def run_claim(run_id: Any) -> Run | None:
+    """Takes a queued run for this worker, or None (gone, already taken, or the tenant is at its limit).
+
+    The tenant row is locked while counting its running runs, so concurrent claims cannot exceed the
+    per-tenant concurrency limit; the conditional UPDATE makes a second delivery of the same task a no-op.
+    """
+    run = Run.objects.filter(pk=run_id).only("tenant_id", "status").first()
+    if run is None or run.status != Run.Status.QUEUED:
+        return None
+    now = timezone.now()
+    with transaction.atomic():
+        list(Tenant.objects.select_for_update(no_key=True).filter(pk=run.tenant_id).values_list("pk"))
+        running = Run.objects.filter(tenant_id=run.tenant_id, status=Run.Status.RUNNING).count()
+        if running >= settings.FALCON_RUN_CONCURRENCY_PER_TENANT:
+            return None  # stays queued; dispatched when a run of this tenant finishes (or by the sweeper)
+        claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
+            status=Run.Status.RUNNING,
+            claims=F("claims") + 1,
+            heartbeat_at=now,
+            started_at=Coalesce(F("started_at"), now),
+        )
+    if not claimed:
+        return None
+    return Run.objects.select_related("version", "agent", "tenant").get(pk=run_id)
+
+
+def _llm_call(request: LlmRequest) -> LlmResult:
+    """Runs in the LLM thread pool; pricing may read the price table, so the connection is closed after."""
+    try:
+        return llm.llm_complete(request)
+    finally:
+        connection.close()
+
+
+# --- Hooks: the engine's window on the database ---------------------------------------------------------
+
+
+class DatabaseHooks:
+    """Checkpoints to StepRun rows; LLM calls without holding a database connection; cancellation."""
+
+    CANCEL_CHECK_INTERVAL_S = 1.0
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.claim = run.claims
+        self._secrets = llm.known_secrets()
+        self._cancel_checked = 0.0
+        self._cancelled = False
+        self._lock = threading.Lock()
+
+    def step_started(self, key: str) -> None:
+        return None
+
+    def checkpoint(self, record: StepRecord) -> None:
+        row = StepRun(
+            tenant_id=self.run.tenant_id,
+            run_id=self.run.pk,
+            key=record.key,
+            step_id=record.step_id,
+            step_type=record.step_type,
+            kind=record.kind,
+            parent_key=record.parent_key,
+            attempt=record.attempt,
+            claim=self.claim,
+            status=record.status,
+            input=log_safe(record.input, secrets=self._secrets),
+            output=log_safe(record.output, secrets=self._secrets),
+            error=log_safe(record.error, secrets=self._secrets),
+            model=record.model,
+            provider=record.provider,
+            prompt_tokens=record.prompt_tokens,
+            completion_tokens=record.completion_tokens,
+            cost_usd=Decimal(str(round(record.cost_usd, 8))),
+            latency_ms=record.latency_ms,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+        )
+        try:
+            row.save(force_insert=True)
+        except IntegrityError as exc:
+            # Another worker already recorded this step as succeeded: this claim lost the run.
+            raise RunCancelled() from exc
+
+    def cancelled(self) -> bool:
+        if self._cancelled:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            if now - self._cancel_checked < self.CANCEL_CHECK_INTERVAL_S:
+                return False
+            self._cancel_checked = now
+        state = (
+            Run.objects.filter(pk=self.run.pk).values_list("status", "cancel_requested_at", "claims").first()
+        )
+        # Cancelled by a person, or taken over by another claim after the sweeper re-queued it.
+        self._cancelled = (
+            state is None or state[1] is not None or state[0] != Run.Status.RUNNING or state[2] != self.claim
+        )
+        return self._cancelled
+
+    def llm(self, request: LlmRequest) -> LlmResult:
+        # Release the database connection for the seconds the provider takes (see the module docstring).
+        if not connection.in_atomic_block:
+            connection.close()
+        future = _llm_pool.submit(_llm_call, request)
+        deadline = time.monotonic() + request.timeout_s + 5
+        while True:
+            try:
+                return future.result(timeout=0.25)
+            except FutureTimeout:
+                if self.cancelled():
+                    future.cancel()  # the HTTP call may finish in the background; its answer is dropped
+                    raise RunCancelled() from None
+                if time.monotonic() > deadline:
+                    raise StepFailure(
+                        "the model did not answer in time", code="llm_timeout", retryable=True
+                    ) from None
+            finally:
+                if not connection.in_atomic_block:
+                    connection.close()
+
+    def run_agent(self, name: str, input: Any, depth: int) -> Any:
+        agent = (
+            Agent.objects.select_related("published_version")
+            .filter(tenant_id=self.run.tenant_id, name__iexact=name, archived_at__isnull=True)
+            .first()
+        )
+        if agent is None or agent.published_version is None:
+            raise StepFailure(f"no published agent named {name!r}", code="unknown_agent")
+        spec = WorkflowSpec.model_validate(agent.published_version.definition)
+        problems = input_problems(spec.inputs, input)
+        if problems:
+            raise StepFailure(
+                f"input for {name!r} is not valid: {problems[0].path}: {problems[0].message}",
+                code="invalid_tool_input",
+            )
+        runner = Runner(
+            spec,
+            input=input,
+            hooks=self,
+            run={"id": str(self.run.pk), "agent": name},
+            depth=depth,
+            key_prefix=f"@{name}.{uuid.uuid4().hex[:8]}.",
+        )
+        outcome = runner.run()
+        if outcome.status != "succeeded":
+            raise StepFailure(
+                f"agent {name!r} {outcome.status}: {(outcome.error or {}).get('message', '')}",
+                code="tool_agent_failed",
+            )
+        return outcome.output
+
+    def agent_input_schema(self, name: str) -> dict[str, Any]:
+        agent = (
+            Agent.objects.select_related("published_version")
+            .filter(tenant_id=self.run.tenant_id, name__iexact=name)
+            .first()
+        )
+        if agent is None or agent.published_version is None:
+            return {"type": "object"}
+        schema = WorkflowSpec.model_validate(agent.published_version.definition).inputs
+        return schema if schema.get("type") == "object" else {"type": "object"}
+
+    def call_connector(self, step_type: str, connector: str, operation: dict[str, Any]) -> Any:
+        raise StepFailure(
+            f"connector {connector!r} is not available (connectors are not installed yet)",
+            code="connector_unavailable",
+        )
+
+    def sleep(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.cancelled():
+                raise RunCancelled()
+            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+
+    def thread_done(self) -> None:
+        connection.close()
+
+
+# --- Executing ------------------------------------------------------------------------------------------
+
+
+def run_execute(run_id: Any) -> str | None:
+    """Claims and executes a run to its end (or its next wait); returns the final status, or None."""
+    run = run_claim(run_id)
+    if run is None:
+        return None
+    heartbeats.add(run.pk)
+    started = time.monotonic()
+    try:
+        spec = WorkflowSpec.model_validate(run.version.definition)
+        done = (
+            StepRun.objects.filter(run=run, kind=StepRun.Kind.STEP)
+            .filter(Q(status=StepRun.Status.SUCCEEDED) | Q(status=StepRun.Status.SKIPPED))
+            .values_list("key", "status", "output")
+        )
+        completed = {key: output for key, status, output in done if status == StepRun.Status.SUCCEEDED}
+        skipped = {key for key, status, _ in done if status == StepRun.Status.SKIPPED}
+        remaining = max(0.0, spec.timeout_s - run.active_seconds)
+        hooks = DatabaseHooks(run)
+        runner = Runner(
+            spec,
+            input=run.input,
+            hooks=hooks,
+            completed=completed,
+            skipped=skipped,
+            resume_values=run.resume_values,
+            deadline=timezone.now() + timedelta(seconds=remaining),
+            run={
+                "id": str(run.pk),
+                "agent": run.agent.name,
+                "version": run.version.number,
+                "trigger": run.trigger,
+                "claim": run.claims,
+            },
+        )
+        try:
+            outcome = runner.run()
+        except Exception as exc:
+            logger.exception("Run %s crashed in the engine", run.pk)
+            outcome = RunOutcome(
+                "failed",
+                error={
+                    "code": "internal_error",
+                    "step": "",
+                    "message": f"internal error: {type(exc).__name__}",
+                },
+            )
+        return _finish(run, outcome, time.monotonic() - started, hooks)
+    finally:
+        heartbeats.discard(run.pk)
+        connection.close()
+
+
+def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> str | None:
+    now = timezone.now()
+    totals = StepRun.objects.filter(run=run).aggregate(
+        p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost_usd")
+    )
+    fields: dict[str, Any] = {
+        "active_seconds": F("active_seconds") + elapsed,
+        "prompt_tokens": totals["p"] or 0,
+        "completion_tokens": totals["c"] or 0,
+        "cost_usd": totals["cost"] or Decimal(0),
+    }
+    status = outcome.status
+    if status == "cancelled" and hooks.cancelled():
+        state = Run.objects.filter(pk=run.pk).values_list("status", "claims").first()
+        if state and (state[0] != Run.Status.RUNNING or state[1] != run.claims):
+            return None  # the sweeper handed the run to another claim: that claim finishes it
+    if status == "waiting":
+        fields.update(
+            status=Run.Status.WAITING,
+            waiting_step=outcome.waiting_step,
+            wait_prompt=outcome.wait_prompt or "",
+            resume_at=outcome.resume_at,
+        )
+    else:
+        fields.update(
+            status=status,
+            finished_at=now,
+            error=outcome.error,
+            output=log_safe(outcome.output, secrets=hooks._secrets),
+        )
+    updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, claims=run.claims).update(**fields)
+    if updated and status != "waiting":
+        runs_dispatch_tenant(run.tenant_id)
+    return status if updated else None
+
+
+def runs_dispatch_tenant(tenant_id: Any, limit: int | None = None) -> int:
+    """Enqueues the oldest queued runs of a tenant that now has room to run them."""
+    from agents.tasks import run_execute_task
+
+    running = Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
+    room = settings.FALCON_RUN_CONCURRENCY_PER_TENANT - running if limit is None else limit
+    if room <= 0:
+        return 0
+    # Only runs that have waited a moment: fresh ones already have their own task on the way.
+    stale = timezone.now() - timedelta(seconds=1)
+    ids = list(
+        Run.objects.filter(tenant_id=tenant_id, status=Run.Status.QUEUED, enqueued_at__lt=stale)
+        .order_by("enqueued_at")
+        .values_list("pk", flat=True)[:room]
+    )
+    if ids:
+        Run.objects.filter(pk__in=ids).update(enqueued_at=timezone.now())
+        for run_id in ids:
+            run_execute_task.delay(str(run_id))
+    return len(ids)
+
+
+# --- Sweepers (Celery beat) -----------------------------------------------------------------------------
+
+
+def runs_sweep() -> dict[str, int]:
+    """Re-queues runs whose worker died (stale heartbeat), or fails them after too many claims; and
+    re-dispatches queued runs whose task was lost or deferred by the concurrency limit."""
+    from agents.tasks import run_execute_task
+
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.FALCON_RUN_HEARTBEAT_TIMEOUT_S)
+    requeued = failed = 0
+    with transaction.atomic():
+        orphans = list(
+            Run.objects.select_for_update(skip_locked=True).filter(
+                status=Run.Status.RUNNING, heartbeat_at__lt=stale_before
+            )
+        )
+        for run in orphans:
+            if run.claims < settings.FALCON_RUN_MAX_CLAIMS:
+                Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED, enqueued_at=now)
+                transaction.on_commit(partial(run_execute_task.delay, str(run.pk)))
+                requeued += 1
+            else:
+                Run.objects.filter(pk=run.pk).update(
+                    status=Run.Status.FAILED,
+                    finished_at=now,
+                    error={
+                        "code": "worker_lost",
+                        "step": "",
+                        "message": (
+                            f"The worker executing this run stopped responding {run.claims} times; giving up."
+                        ),
+                    },
+                )
+                failed += 1
+    redispatch_before = now - timedelta(seconds=settings.FALCON_RUN_QUEUED_REDISPATCH_S)
+    tenants = (
+        Run.objects.filter(status=Run.Status.QUEUED, enqueued_at__lt=redispatch_before)
+        .values("tenant_id")
+        .annotate(n=Count("pk"))
+    )
+    redispatched = sum(runs_dispatch_tenant(row["tenant_id"]) for row in tenants)
+    return {"requeued": requeued, "failed": failed, "redispatched": redispatched}
+
+
+def runs_resume_due() -> int:
+    """Wakes runs whose timed wait is over."""
+    from agents.tasks import run_execute_task
+
+    now = timezone.now()
+    resumed = 0
+    with transaction.atomic():
+        due = list(
+            Run.objects.select_for_update(skip_locked=True).filter(
+                status=Run.Status.WAITING, resume_at__lte=now
+            )
+        )
+        for run in due:
+            values = {**run.resume_values, run.waiting_step: {"resumed_by": "timer", "at": now.isoformat()}}
+            Run.objects.filter(pk=run.pk).update(
+                status=Run.Status.QUEUED, resume_values=values, resume_at=None, enqueued_at=now
+            )
+            transaction.on_commit(partial(run_execute_task.delay, str(run.pk)))
+            resumed += 1
+    return resumed

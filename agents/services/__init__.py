@@ -1,0 +1,1 @@
+"""Every state change of agents, versions and runs goes through these services."""

@@ -1,0 +1,25 @@
+"""Celery tasks of the engine: they take ids, re-fetch, and return quietly when there is nothing to do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from agents import execution
+
+
+@shared_task(acks_late=True)
+def run_execute_task(run_id: str) -> str | None:
+    """Executes one run; a duplicate delivery finds nothing to claim and returns None."""
+    return execution.run_execute(run_id)
+
+
+@shared_task(acks_late=True)
+def runs_sweep_task() -> dict[str, Any]:
+    return execution.runs_sweep()
+
+
+@shared_task(acks_late=True)
+def runs_resume_due_task() -> int:
+    return execution.runs_resume_due()
