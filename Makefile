@@ -17,7 +17,7 @@ TEST_ENV := \
 	FALCON_DEBUG=0 FALCON_SSL_REDIRECT=0 FALCON_VAR_DIR=$(CURDIR)/var/test \
 	ALLOWED_HOSTS=testserver,localhost,127.0.0.1 EMAIL_URL=locmem://
 
-.PHONY: help venv run test lint typecheck pytest services lock clean
+.PHONY: help venv run test lint typecheck pytest services lock clean bench
 
 help:
 	@echo "make run    first look: install, migrate, seed the demo tenant, start web + worker + beat"
@@ -54,6 +54,13 @@ pytest: venv services
 	$(TEST_ENV) .venv/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest
+
+# Benchmarks print figures (they are not tests): a throwaway database falcon_bench, a real worker.
+BENCH_ENV := $(filter-out DATABASE_URL=%,$(TEST_ENV)) DATABASE_URL=postgres://falcon@127.0.0.1:5432/falcon_bench
+
+bench: venv services
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.engine_overhead
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.io_concurrency
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

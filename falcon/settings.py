@@ -153,13 +153,22 @@ if FIRST_LOOK:
         }
     }
 else:
-    DATABASES = {
-        "default": dj_database_url.parse(
-            env_str("DATABASE_URL"),
-            conn_max_age=env_int("FALCON_DB_CONN_MAX_AGE", 60, minimum=0),
-            conn_health_checks=True,
-        )
-    }
+    # A connection pool per process (psycopg_pool): a thread returns its connection to the pool when it
+    # closes it, e.g. before an LLM call, so a worker with 100+ threads needs only a few connections.
+    _pool_max = env_int("FALCON_DB_POOL_MAX_SIZE", 20, minimum=0)
+    _database = dj_database_url.parse(
+        env_str("DATABASE_URL"),
+        conn_max_age=0 if _pool_max else env_int("FALCON_DB_CONN_MAX_AGE", 60, minimum=0),
+        # With the pool, Django turns this into psycopg_pool's check: a dropped connection is replaced.
+        conn_health_checks=True,
+    )
+    if _pool_max and _database["ENGINE"] == "django.db.backends.postgresql":
+        _database.setdefault("OPTIONS", {})["pool"] = {
+            "min_size": min(2, _pool_max),
+            "max_size": _pool_max,
+            "timeout": env_int("FALCON_DB_POOL_TIMEOUT_S", 30),
+        }
+    DATABASES = {"default": _database}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "tenants.User"

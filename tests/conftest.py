@@ -136,6 +136,8 @@ def _close_other_sessions() -> None:
     """Worker threads may still hold connections to the test database; end them so it can be dropped."""
     from django.db import connection
 
+    if hasattr(connection, "close_pool"):
+        connection.close_pool()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
