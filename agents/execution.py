@@ -80,6 +80,7 @@ class HeartbeatMonitor:
 
 heartbeats = HeartbeatMonitor()
 _llm_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="falcon-llm")
+PURE_STEP_TYPES = frozenset({"transform", "branch"})
 
 
 # --- Claiming -------------------------------------------------------------------------------------------
@@ -134,11 +135,17 @@ class DatabaseHooks:
         self._cancel_checked = 0.0
         self._cancelled = False
         self._lock = threading.Lock()
+        self._pending: list[StepRun] = []
 
     def step_started(self, key: str) -> None:
         return None
 
     def checkpoint(self, record: StepRecord) -> None:
+        """Side-effect steps are saved at once; pure ones (transform, branch, skips) are batched.
+
+        A crash loses at most the batched pure steps since the last side effect, and re-executing those
+        changes nothing outside the run: one INSERT per LLM/HTTP/DB step instead of one per step.
+        """
         row = StepRun(
             tenant_id=self.run.tenant_id,
             run_id=self.run.pk,
@@ -162,10 +169,28 @@ class DatabaseHooks:
             started_at=record.started_at,
             finished_at=record.finished_at,
         )
+        pure = record.kind == StepRun.Kind.STEP and (
+            record.step_type in PURE_STEP_TYPES or record.status == "skipped"
+        )
+        with self._lock:
+            self._pending.append(row)
+            if pure:
+                return
+            rows, self._pending = self._pending, []
+        self._save(rows)
+
+    def flush(self) -> None:
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if rows:
+            self._save(rows)
+
+    def _save(self, rows: list[StepRun]) -> None:
         try:
-            row.save(force_insert=True)
+            with transaction.atomic():
+                StepRun.objects.bulk_create(rows)
         except IntegrityError as exc:
-            # Another worker already recorded this step as succeeded: this claim lost the run.
+            # Another worker already recorded one of these steps as succeeded: this claim lost the run.
             raise RunCancelled() from exc
 
     def cancelled(self) -> bool:
@@ -304,7 +329,12 @@ def run_execute(run_id: Any) -> str | None:
         )
         try:
             outcome = runner.run()
-        except Exception as exc:
+            hooks.flush()
+        except RunCancelled:
+            outcome = RunOutcome(
+                "cancelled", error={"code": "cancelled", "message": "The run was cancelled.", "step": ""}
+            )
+        except Exception as exc:  # a bug must fail the run, not leave it running
             logger.exception("Run %s crashed in the engine", run.pk)
             outcome = RunOutcome(
                 "failed",
@@ -317,7 +347,8 @@ def run_execute(run_id: Any) -> str | None:
         return _finish(run, outcome, time.monotonic() - started, hooks)
     finally:
         heartbeats.discard(run.pk)
-        connection.close()
+        if not connection.in_atomic_block:
+            connection.close()  # back to the pool: the thread may now wait a long time for its next task
 
 
 def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> str | None:

@@ -63,7 +63,23 @@ def a_ids(world) -> dict[str, str]:
         acting_role="owner",
         invited_by=None,
     )
+    from agents.services.agents import agent_create, version_publish
+    from agents.services.runs import run_start
+
+    agent = agent_create(
+        tenant=world.tenant_a,
+        name="a-agent",
+        description="",
+        actor=Actor.system("t"),
+        created_by=None,
+        definition={"steps": [{"id": "s", "type": "transform", "value": 1}]},
+    )
+    version_publish(version=agent.versions.get(), actor=Actor.system("t"))
+    agent.refresh_from_db()
+    run, _ = run_start(agent=agent, input={}, actor=Actor.system("t"))
     return {
+        "agent": str(agent.pk),
+        "run": str(run.pk),
         "membership": str(Membership.objects.get(tenant=world.tenant_a, user=world.bob).pk),
         "api_key": str(key.pk),
         "invitation": str(invitation.pk),
@@ -92,7 +108,8 @@ def test_the_walk_finds_the_routes_it_must_cover():
     paths = {path for path, _ in _api_routes()}
     assert "api/v1/members/(?P<pk>[0-9a-fA-F-]{36})/" in paths
     assert "api/v1/audit-events/export/" in paths
-    assert len([p for p in paths if "(?P<pk>" in p]) >= 4
+    assert len([p for p in paths if "(?P<pk>" in p]) >= 10
+    assert "api/v1/runs/(?P<pk>[0-9a-fA-F-]{36})/cancel/" in paths
 
 
 def test_tenant_b_gets_404_or_403_on_every_object_route_with_a_ids(world, a_ids, b_clients):
@@ -115,6 +132,11 @@ def test_tenant_b_gets_404_or_403_on_every_object_route_with_a_ids(world, a_ids,
     assert Membership.objects.filter(tenant=world.tenant_a).count() == 2
     assert not ApiKey.objects.filter(tenant=world.tenant_a, revoked_at__isnull=False).exists()
     assert not Invitation.objects.filter(tenant=world.tenant_a, revoked_at__isnull=False).exists()
+    from agents.models import Agent, Run
+
+    assert Run.objects.filter(tenant=world.tenant_a).count() == 1  # no re-run was started
+    assert Run.objects.get(tenant=world.tenant_a).status == "queued"  # not cancelled
+    assert Agent.objects.get(tenant=world.tenant_a).archived_at is None
 
 
 def test_tenant_b_lists_never_contain_a_objects(world, a_ids, b_clients):

@@ -12,7 +12,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -53,7 +53,10 @@ def _compiled_template(source: str) -> Any:
 def evaluate(expression: str, context: dict[str, Any]) -> Any:
     """The value of an expression (``{{ }}`` around it optional)."""
     try:
-        return _compiled_expression(_expression_source(expression))(**context)
+        value = _compiled_expression(_expression_source(expression))(**context)
+        if isinstance(value, Undefined):
+            str(value)  # StrictUndefined raises, naming what is missing or unsafe
+        return value
     except TemplateSyntaxError as exc:
         raise TemplateError(f"syntax error: {exc.message}") from exc
     except (UndefinedError, SecurityError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
