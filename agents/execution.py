@@ -30,7 +30,7 @@ from agents.engine.runner import Runner, RunOutcome
 from agents.engine.spec import WorkflowSpec
 from agents.engine.types import LlmRequest, LlmResult, RunCancelled, StepFailure, StepRecord
 from agents.engine.validate import input_problems
-from agents.models import Agent, Run, StepRun
+from agents.models import Agent, Run, StepRun, Variable
 from agents.payloads import log_safe
 from tenants.models import Tenant
 
@@ -318,6 +318,7 @@ def run_execute(run_id: Any) -> str | None:
             completed=completed,
             skipped=skipped,
             resume_values=run.resume_values,
+            env=dict(Variable.objects.filter(tenant_id=run.tenant_id).values_list("name", "value")),
             deadline=timezone.now() + timedelta(seconds=remaining),
             run={
                 "id": str(run.pk),

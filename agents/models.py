@@ -200,3 +200,23 @@ class ModelPrice(models.Model):
 
     def __str__(self) -> str:
         return self.model
+
+
+class Variable(models.Model):
+    """A tenant-defined value templates read as ``env.<name>`` (not for secrets: those go in connectors)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="variables")
+    name = models.CharField(max_length=64)
+    value = models.JSONField()
+    description = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="variable_name_unique_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return self.name

@@ -77,7 +77,13 @@ def a_ids(world) -> dict[str, str]:
     version_publish(version=agent.versions.get(), actor=Actor.system("t"))
     agent.refresh_from_db()
     run, _ = run_start(agent=agent, input={}, actor=Actor.system("t"))
+    from agents.services.variables import variable_create
+
+    variable = variable_create(
+        tenant=world.tenant_a, name="a_var", value="secret-ish", description="", actor=Actor.system("t")
+    )
     return {
+        "variable": str(variable.pk),
         "agent": str(agent.pk),
         "run": str(run.pk),
         "membership": str(Membership.objects.get(tenant=world.tenant_a, user=world.bob).pk),

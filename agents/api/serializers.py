@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from agents.models import Agent, AgentVersion, Run, StepRun
+from agents.models import Agent, AgentVersion, Run, StepRun, Variable
 from falcon.api import StrictSerializer
 
 
@@ -183,3 +183,21 @@ class RunFilterSerializer(serializers.Serializer):
     trigger = serializers.ChoiceField(choices=Run.Trigger.choices, required=False)
     since = serializers.DateTimeField(required=False)
     until = serializers.DateTimeField(required=False)
+
+
+class VariableSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Variable
+        fields = ["id", "name", "value", "description", "created_at", "updated_at"]
+        read_only_fields = fields
+
+
+class VariableCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=64)
+    value = serializers.JSONField()
+    description = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class VariableUpdateSerializer(StrictSerializer):
+    value = serializers.JSONField(required=False)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=500)

@@ -6,6 +6,7 @@ from falcon.api import OptionalSlashRouter
 router = OptionalSlashRouter()
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("runs", views.RunViewSet, basename="run")
+router.register("variables", views.VariableViewSet, basename="variable")
 
 urlpatterns = [
     path("schemas/workflow.json", views.WorkflowSchemaView.as_view(), name="workflow-schema"),

@@ -25,11 +25,15 @@ from agents.api.serializers import (
     RunResumeSerializer,
     RunSerializer,
     RunStartSerializer,
+    VariableCreateSerializer,
+    VariableSerializer,
+    VariableUpdateSerializer,
 )
 from agents.engine.spec import workflow_json_schema
-from agents.models import Agent, AgentVersion, Run
+from agents.models import Agent, AgentVersion, Run, Variable
 from agents.services import agents as agent_services
 from agents.services import runs as run_services
+from agents.services import variables as variable_services
 from falcon.errors import InvalidInput, NotFound
 from tenants.api.base import TenantScopedViewSet
 from tenants.api.views import TENANT_HEADER_PARAMETER
@@ -270,3 +274,41 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     def rerun(self, request: Request, pk: str) -> Response:
         run = run_services.run_rerun(run=self.get_object(), actor=self.ctx.actor)
         return _run_response(run.pk, 0)
+
+
+@extend_schema(parameters=[TENANT_HEADER_PARAMETER])
+class VariableViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+    """Tenant variables that templates read as ``env.<name>``."""
+
+    queryset = Variable.objects.all()
+    serializer_class = VariableSerializer
+    required_actions = {
+        "list": Action.AGENTS_READ,
+        "retrieve": Action.AGENTS_READ,
+        "create": Action.AGENTS_BUILD,
+        "partial_update": Action.AGENTS_BUILD,
+        "destroy": Action.AGENTS_BUILD,
+    }
+
+    @extend_schema(request=VariableCreateSerializer, responses={201: VariableSerializer})
+    def create(self, request: Request) -> Response:
+        body = VariableCreateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        variable = variable_services.variable_create(
+            tenant=self.ctx.tenant, actor=self.ctx.actor, **body.validated_data
+        )
+        return Response(VariableSerializer(variable).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=VariableUpdateSerializer, responses=VariableSerializer)
+    def partial_update(self, request: Request, pk: str) -> Response:
+        variable = self.get_object()
+        body = VariableUpdateSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        variable = variable_services.variable_update(
+            variable=variable, actor=self.ctx.actor, **body.validated_data
+        )
+        return Response(VariableSerializer(variable).data)
+
+    def destroy(self, request: Request, pk: str) -> Response:
+        variable_services.variable_delete(variable=self.get_object(), actor=self.ctx.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)

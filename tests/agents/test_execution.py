@@ -73,3 +73,43 @@ def test_fresh_heartbeats_are_left_alone(agent):
     assert run_claim(run.pk) is not None
     assert runs_sweep() == {"requeued": 0, "failed": 0, "redispatched": 0}
     assert Run.objects.get(pk=run.pk).status == "running"
+
+
+def test_tenant_variables_reach_templates_as_env(world, alice_client, bob_client):
+    response = alice_client.post(
+        "/api/v1/variables/", {"name": "greeting", "value": {"text": "Bonjour"}}, format="json"
+    )
+    assert response.status_code == 201
+    variable_id = response.json()["id"]
+    assert bob_client.post("/api/v1/variables/", {"name": "x", "value": 1}, format="json").status_code == 403
+    assert (
+        alice_client.post("/api/v1/variables/", {"name": "9bad", "value": 1}, format="json").status_code
+        == 400
+    )
+    assert (
+        alice_client.post("/api/v1/variables/", {"name": "greeting", "value": 1}, format="json").status_code
+        == 409
+    )
+    created = agent_create(
+        tenant=world.tenant_a,
+        name="env-user",
+        description="",
+        actor=SYSTEM,
+        created_by=None,
+        definition={"steps": [{"id": "s", "type": "transform", "value": "{{ env.greeting.text }}!"}]},
+    )
+    version_publish(version=created.versions.get(), actor=SYSTEM)
+    created.refresh_from_db()
+    run, _ = run_start(agent=created, input={}, actor=SYSTEM)
+    assert run_execute(run.pk) == "succeeded"
+    assert Run.objects.get(pk=run.pk).output == "Bonjour!"
+    updated = alice_client.patch(
+        f"/api/v1/variables/{variable_id}", {"value": {"text": "Hallo"}}, format="json"
+    )
+    assert updated.json()["value"] == {"text": "Hallo"}
+    assert alice_client.delete(f"/api/v1/variables/{variable_id}").status_code == 204
+    from tenants.models import AuditEvent
+
+    assert list(
+        AuditEvent.objects.filter(target_id=variable_id).order_by("seq").values_list("action", flat=True)
+    ) == ["variable.created", "variable.updated", "variable.deleted"]

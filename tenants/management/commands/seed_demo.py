@@ -64,10 +64,12 @@ class Command(BaseCommand):
                     acting_role=None,
                     created_by=owner,
                 )
+            agent = _demo_agent(tenant, owner, actor)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"password": password, "api_key": key}))
         path.chmod(0o600)
         base = settings.FALCON_BASE_URL
+        run_body = json.dumps({"input": {"name": "Ada"}, "wait_s": 10})
         self.stdout.write(
             "\n".join(
                 [
@@ -77,6 +79,43 @@ class Command(BaseCommand):
                     f"  API docs:   {base}/api/schema/docs/",
                     f"  API key:    {key}",
                     f"  Try:        curl -H 'Authorization: Bearer {key}' {base}/api/v1/tenant",
+                    f"  Run agent:  curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
+                    f" -d '{run_body}' {base}/api/v1/agents/{agent.pk}/runs",
                 ]
             )
         )
+
+
+DEMO_AGENT = {
+    "inputs": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
+    "steps": [
+        {"id": "greet", "type": "transform", "value": "Hello {{ input.name }}"},
+        {
+            "id": "reply",
+            "type": "llm",
+            "model": "sandbox/echo",
+            "system": "You are a friendly greeter.",
+            "prompt": "{{ steps.greet.output }}",
+        },
+    ],
+    "output": {"greeting": "{{ steps.greet.output }}", "model_said": "{{ steps.reply.output }}"},
+}
+
+
+def _demo_agent(tenant: Tenant, owner: User, actor: Actor) -> Any:
+    """A published agent on the offline sandbox model, so a first run needs no API key."""
+    from agents.models import Agent
+    from agents.services.agents import agent_create, version_publish
+
+    agent = Agent.objects.filter(tenant=tenant, name="hello").first()
+    if agent is None:
+        agent = agent_create(
+            tenant=tenant,
+            name="hello",
+            description="Greets someone (sandbox model, no network).",
+            actor=actor,
+            created_by=owner,
+            definition=DEMO_AGENT,
+        )
+        version_publish(version=agent.versions.get(), actor=actor)
+    return agent
