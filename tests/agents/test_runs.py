@@ -246,7 +246,11 @@ def test_structured_output_is_validated_with_one_repair(world, alice_client, cel
     assert run["error"]["code"] == "invalid_structured_output"
 
 
-def test_agent_step_calls_another_agent_as_a_tool(world, alice_client, celery_worker, llm):
+@pytest.mark.parametrize(
+    "model",
+    ["anthropic/claude-haiku-4-5", "openai/gpt-4o-mini", "gemini/gemini-2.5-flash", "ollama/llama3.2"],
+)
+def test_agent_step_calls_another_agent_as_a_tool(world, alice_client, celery_worker, llm, model):
     adder = {
         "inputs": {
             "type": "object",
@@ -261,7 +265,7 @@ def test_agent_step_calls_another_agent_as_a_tool(world, alice_client, celery_wo
             {
                 "id": "think",
                 "type": "agent",
-                "model": "anthropic/claude-haiku-4-5",
+                "model": model,
                 "prompt": "What is 2 + 3?",
                 "tools": [{"type": "agent", "agent": "adder"}],
             }
@@ -278,13 +282,15 @@ def test_agent_step_calls_another_agent_as_a_tool(world, alice_client, celery_wo
     assert [(t["input"], t["output"], t["status"]) for t in tool_calls] == [
         ({"a": 2, "b": 3}, 5, "succeeded")
     ]
-    # The model saw the tool's result in the second request, and the tool's schema in the first.
-    first_tools = llm.received[0].body["tools"]
-    assert first_tools[0]["name"] == "adder"
-    assert first_tools[0]["input_schema"]["required"] == ["a", "b"]
-    tool_result = llm.received[1].body["messages"][-1]["content"][0]
-    assert tool_result["type"] == "tool_result"
     assert run["prompt_tokens"] == 20
+    # The model was offered the tool (with the sub-agent's input schema) and got its result back.
+    first, second = llm.received
+    assert "adder" in str(first.body)
+    assert "required" in str(first.body)
+    assert "5" in str(second.body)
+    assert len(second.body.get("messages") or second.body.get("contents")) > len(
+        first.body.get("messages") or first.body.get("contents")
+    )
 
 
 def test_branch_and_map(world, alice_client, celery_worker, llm):
