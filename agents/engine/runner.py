@@ -520,15 +520,19 @@ class Runner:
 
     def _llm_attempt(self, step: LlmStep, key: str, scope: _Scope, model: str, attempt: int) -> Any:
         messages = self._messages(step, scope)
-        request = LlmRequest(
-            model=model,
-            messages=messages,
-            temperature=step.temperature,
-            max_tokens=step.max_tokens,
-            timeout_s=self._timeout(step),
-            connector=step.connector,
-            json_schema=step.json_schema,
-        )
+
+        def request_for(conversation: list[dict[str, Any]]) -> LlmRequest:
+            return LlmRequest(
+                model=model,
+                messages=conversation,
+                temperature=step.temperature,
+                max_tokens=step.max_tokens,
+                timeout_s=self._timeout(step),
+                connector=step.connector,
+                json_schema=step.json_schema,
+            )
+
+        request = request_for(messages)
         started = now()
         result = self._call(key, step, request, attempt)
         output: Any = result.text
@@ -558,15 +562,7 @@ class Runner:
                         "only the corrected JSON.",
                     },
                 ]
-                request = LlmRequest(
-                    model=model,
-                    messages=repair,
-                    temperature=step.temperature,
-                    max_tokens=step.max_tokens,
-                    timeout_s=self._timeout(step),
-                    connector=step.connector,
-                    json_schema=step.json_schema,
-                )
+                request = request_for(repair)
                 attempt += 1
                 started = now()
                 result = self._call(key, step, request, attempt)
