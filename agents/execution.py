@@ -112,10 +112,10 @@ def run_claim(run_id: Any) -> Run | None:
     return Run.objects.select_related("version", "agent", "tenant").get(pk=run_id)
 
 
-def _llm_call(request: LlmRequest) -> LlmResult:
+def _llm_call(request: LlmRequest, credentials: dict[str, Any] | None) -> LlmResult:
     """Runs in the LLM thread pool; pricing may read the price table, so the connection is closed after."""
     try:
-        return llm.llm_complete(request)
+        return llm.llm_complete(request, credentials)
     finally:
         connection.close()
 
@@ -210,11 +210,47 @@ class DatabaseHooks:
         )
         return self._cancelled
 
+    def _resolve(self, connector: Any) -> Any:
+        from connectors.services import connector_resolve
+
+        resolved = connector_resolve(connector)
+        with self._lock:
+            self._secrets.extend(v for v in resolved.secret_values() if v not in self._secrets)
+        return resolved
+
+    def _llm_credentials(self, request: LlmRequest) -> dict[str, Any] | None:
+        """The named provider connector, else the tenant's default one, else None (platform keys)."""
+        from connectors.kinds import KINDS, LLM_PROVIDER_KINDS
+        from connectors.services import connector_find, provider_connector
+
+        provider = llm.provider_of(request.model)
+        if provider == "sandbox":
+            return None
+        if request.connector:
+            connector = connector_find(
+                tenant_id=self.run.tenant_id, name=request.connector, kinds=LLM_PROVIDER_KINDS
+            )
+            if connector is None:
+                raise StepFailure(
+                    f"no LLM provider connector named {request.connector!r}", code="unknown_connector"
+                )
+            if connector.kind != ("ollama" if provider == "ollama_chat" else provider):
+                raise StepFailure(
+                    f"connector {connector.name!r} is for {connector.kind}, not {provider}",
+                    code="connector_kind_mismatch",
+                )
+        else:
+            connector = provider_connector(tenant_id=self.run.tenant_id, provider=provider)
+            if connector is None:
+                return None
+        return KINDS[connector.kind].credentials(self._resolve(connector))  # type: ignore[attr-defined]
+
     def llm(self, request: LlmRequest) -> LlmResult:
+        credentials = self._llm_credentials(request)
         # Release the database connection for the seconds the provider takes (see the module docstring).
         if not connection.in_atomic_block:
             connection.close()
-        future = _llm_pool.submit(_llm_call, request)
+        future = _llm_pool.submit(_llm_call, request, credentials)
         deadline = time.monotonic() + request.timeout_s + 5
         while True:
             try:
@@ -274,10 +310,22 @@ class DatabaseHooks:
         return schema if schema.get("type") == "object" else {"type": "object"}
 
     def call_connector(self, step_type: str, connector: str, operation: dict[str, Any]) -> Any:
-        raise StepFailure(
-            f"connector {connector!r} is not available (connectors are not installed yet)",
-            code="connector_unavailable",
-        )
+        from connectors.kinds import KINDS
+        from connectors.services import connector_find
+
+        found = connector_find(tenant_id=self.run.tenant_id, name=connector)
+        if found is None:
+            raise StepFailure(f"no connector named {connector!r}", code="unknown_connector")
+        kind = KINDS[found.kind]
+        if step_type not in kind.step_types:
+            raise StepFailure(
+                f"connector {connector!r} ({found.kind}) cannot serve a {step_type} step",
+                code="connector_kind_mismatch",
+            )
+        resolved = self._resolve(found)
+        if not connection.in_atomic_block:
+            connection.close()  # the remote system may take seconds: do not hold a pooled connection
+        return kind.call(resolved, step_type, operation)
 
     def sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds

@@ -141,7 +141,7 @@ def _cost(model: str, litellm_model: str, prompt_tokens: int, completion_tokens:
     return float(prompt_cost + completion_cost)
 
 
-def _error_from(exc: Exception, model: str) -> LlmError:
+def _error_from(exc: Exception, model: str, extra_secrets: tuple[str, ...] = ()) -> LlmError:
     litellm = _litellm()
     status = getattr(exc, "status_code", None)
     retryable_types = (
@@ -168,7 +168,7 @@ def _error_from(exc: Exception, model: str) -> LlmError:
     else:
         code = "llm_request_rejected"
     message = str(getattr(exc, "message", None) or exc)
-    for secret in known_secrets():
+    for secret in [*known_secrets(), *extra_secrets]:
         message = message.replace(secret, "[redacted]")
     return LlmError(
         f"{model}: {message[:1000]}",
@@ -178,10 +178,19 @@ def _error_from(exc: Exception, model: str) -> LlmError:
     )
 
 
-def llm_complete(request: LlmRequest) -> LlmResult:
-    """One completion through LiteLLM (no retries here: the engine's retry policy decides)."""
+def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None) -> LlmResult:
+    """One completion through LiteLLM (no retries here: the engine's retry policy decides).
+
+    ``credentials`` (``api_key``, ``api_base``, ``allowed_models``) come from a tenant's provider
+    connector; without them the platform's environment credentials are used.
+    """
     litellm = _litellm()
     provider = provider_of(request.model)
+    allowed = (credentials or {}).get("allowed_models") or []
+    if allowed and request.model not in allowed:
+        raise LlmError(
+            f"{request.model} is not among the connector's allowed models", code="model_not_allowed"
+        )
     litellm_model = _litellm_model(request.model)
     kwargs: dict[str, Any] = {
         "messages": request.messages,
@@ -200,6 +209,9 @@ def llm_complete(request: LlmRequest) -> LlmResult:
     if provider == "sandbox":
         # A real LiteLLM response with no network: deterministic and clearly labelled.
         kwargs.update(model="gpt-4o-mini", mock_response=_sandbox_text(request))
+    elif credentials is not None:
+        explicit = {"api_key": credentials.get("api_key"), "api_base": credentials.get("api_base")}
+        kwargs.update(model=litellm_model, **{k: v for k, v in explicit.items() if v})
     else:
         kwargs.update(
             model=litellm_model, **_credentials("ollama" if provider == "ollama_chat" else provider)
@@ -208,7 +220,8 @@ def llm_complete(request: LlmRequest) -> LlmResult:
     try:
         response = litellm.completion(**kwargs)
     except Exception as exc:
-        raise _error_from(exc, request.model) from exc
+        secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
+        raise _error_from(exc, request.model, secrets) from exc
     latency_ms = int((time.monotonic() - started) * 1000)
     message = response.choices[0].message
     tool_calls: list[ToolCall] = []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import re
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,10 @@ def _parse_encryption_keys(raw: list[str]) -> list[tuple[str, bytes]]:
 
 
 if FIRST_LOOK and not env_is_set("FALCON_ENCRYPTION_KEYS"):
+    if not (VAR_DIR / "encryption_keys").exists():
+        sys.stderr.write(
+            f"First-look mode: generated an encryption master key in {VAR_DIR / 'encryption_keys'}.\n"
+        )
     _generated = "k1:" + base64.b64encode(secrets.token_bytes(32)).decode()
     FALCON_ENCRYPTION_KEYS = _parse_encryption_keys([_first_look_secret("encryption_keys", _generated)])
 else:
@@ -336,6 +341,10 @@ FALCON_RUN_MAX_CLAIMS = env_int("FALCON_RUN_MAX_CLAIMS", 3, minimum=1)
 FALCON_RUN_CONCURRENCY_PER_TENANT = env_int("FALCON_RUN_CONCURRENCY_PER_TENANT", 100, minimum=1)
 FALCON_RUN_PAYLOAD_LIMIT_BYTES = env_int("FALCON_RUN_PAYLOAD_LIMIT_BYTES", 256 * 1024, minimum=1024)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
+
+# --- Connectors -----------------------------------------------------------------------------------------
+# Connectors refuse private, loopback and link-local destinations unless listed here (CIDRs).
+FALCON_ALLOWED_PRIVATE_NETWORKS = env_list("FALCON_ALLOWED_PRIVATE_NETWORKS", [])
 
 # --- Tenancy --------------------------------------------------------------------------------------------
 FALCON_INVITATION_TTL_DAYS = env_int("FALCON_INVITATION_TTL_DAYS", 7, minimum=1)

@@ -19,6 +19,7 @@ urlpatterns = [
     path("invitations/accept", views.invitation_accept_page, name="invitation-accept-page"),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("connectors.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
     path("accounts/", include("allauth.urls")),

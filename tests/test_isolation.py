@@ -82,7 +82,12 @@ def a_ids(world) -> dict[str, str]:
     variable = variable_create(
         tenant=world.tenant_a, name="a_var", value="secret-ish", description="", actor=Actor.system("t")
     )
+    from connectors.services import connector_create
+
+    connector = connector_create(tenant=world.tenant_a, name="a-conn", kind="http", actor=Actor.system("t"),
+                                 created_by=None, config={"base_url": "https://a.example"}, secrets={})
     return {
+        "connector": str(connector.pk),
         "variable": str(variable.pk),
         "agent": str(agent.pk),
         "run": str(run.pk),
@@ -143,6 +148,9 @@ def test_tenant_b_gets_404_or_403_on_every_object_route_with_a_ids(world, a_ids,
     assert Run.objects.filter(tenant=world.tenant_a).count() == 1  # no re-run was started
     assert Run.objects.get(tenant=world.tenant_a).status == "queued"  # not cancelled
     assert Agent.objects.get(tenant=world.tenant_a).archived_at is None
+    from connectors.models import Connector
+
+    assert Connector.objects.filter(tenant=world.tenant_a, last_tested_at__isnull=True).count() == 1
 
 
 def test_tenant_b_lists_never_contain_a_objects(world, a_ids, b_clients):

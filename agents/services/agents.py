@@ -50,7 +50,13 @@ def definition_validate(*, tenant: Tenant, definition: Any) -> WorkflowSpec:
         return None
 
     def connector_check(name: str) -> str | None:
-        return f"no connector named {name!r} (connectors are not available yet)"
+        from connectors.models import Connector
+
+        return (
+            None
+            if Connector.objects.filter(tenant=tenant, name=name).exists()
+            else f"no connector named {name!r}"
+        )
 
     def prompt_check(name: str) -> str | None:
         return f"no prompt named {name!r} (the prompt library is not available yet)"

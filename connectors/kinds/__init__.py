@@ -1,0 +1,15 @@
+"""The registry of connector kinds."""
+
+from __future__ import annotations
+
+from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
+from connectors.kinds.http import HttpKind
+from connectors.kinds.llm_providers import AnthropicKind, GeminiKind, OllamaKind, OpenAiKind
+from connectors.kinds.postgres import PostgresKind
+
+KINDS: dict[str, type[Kind]] = {
+    kind.name: kind for kind in (HttpKind, PostgresKind, OpenAiKind, AnthropicKind, GeminiKind, OllamaKind)
+}
+LLM_PROVIDER_KINDS = ("openai", "anthropic", "gemini", "ollama")
+
+__all__ = ["KINDS", "LLM_PROVIDER_KINDS", "ConnectorError", "Field", "Kind", "Resolved"]

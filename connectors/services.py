@@ -1,0 +1,242 @@
+"""Creating, changing, testing and deleting connectors; resolving them (decrypted) for one call."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from connectors import crypto
+from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, ConnectorError, Resolved
+from connectors.models import Connector
+from falcon.errors import Conflict, InvalidInput
+from tenants.audit import Actor, audit_record
+from tenants.models import Tenant, User
+
+HINT_MIN_LENGTH = 12
+
+
+class ConnectorInvalid(InvalidInput):
+    def __init__(self, problems: dict[str, list[str]]) -> None:
+        path, messages = next(iter(problems.items()))
+        super().__init__(f"{path}: {messages[0]}", code="invalid_connector")
+        self.problems = problems
+
+    @property
+    def fields(self) -> dict[str, list[str]]:
+        return self.problems
+
+
+def _hint(value: str) -> str:
+    """At most the last four characters, and none of a short secret."""
+    return value[-4:] if len(value) >= HINT_MIN_LENGTH else ""
+
+
+def _audit_view(connector: Connector) -> dict[str, Any]:
+    return {
+        "name": connector.name,
+        "kind": connector.kind,
+        "config": connector.config,
+        "write_only_fields_set": sorted(connector.secrets),
+    }
+
+
+def _store_secrets(connector: Connector, secrets: dict[str, str | None]) -> None:
+    for field, value in secrets.items():
+        if value in (None, ""):
+            connector.secrets.pop(field, None)
+            connector.secret_hints.pop(field, None)
+        else:
+            connector.secrets[field] = crypto.secret_encrypt(
+                tenant_id=connector.tenant_id, connector_id=connector.pk, field=field, plaintext=str(value)
+            )
+            connector.secret_hints[field] = _hint(str(value))
+
+
+@transaction.atomic
+def connector_create(
+    *,
+    tenant: Tenant,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    secrets: dict[str, str],
+    actor: Actor,
+    created_by: User | None,
+) -> Connector:
+    kind_class = KINDS.get(kind)
+    if kind_class is None:
+        raise InvalidInput(f"Unknown kind {kind!r}; see /api/v1/connector-kinds/.", field="kind")
+    problems = kind_class.validate(config, secrets)
+    if problems:
+        raise ConnectorInvalid(problems)
+    connector = Connector(tenant=tenant, name=name.strip(), kind=kind, config=config, created_by=created_by)
+    _store_secrets(connector, dict(secrets))
+    try:
+        with transaction.atomic():
+            connector.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"A connector named {name!r} exists.", code="name_taken", field="name") from exc
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="connector.created",
+        target_type="connector",
+        target_id=connector.pk,
+        after=_audit_view(connector),
+    )
+    return connector
+
+
+@transaction.atomic
+def connector_update(
+    *,
+    connector: Connector,
+    actor: Actor,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    secrets: dict[str, str | None] | None = None,
+) -> Connector:
+    """Config keys given replace the old ones; secrets given are replaced (null or "" clears one)."""
+    connector = Connector.objects.select_for_update().get(pk=connector.pk)
+    before = _audit_view(connector)
+    merged_config = {**connector.config, **(config or {})}
+    kind_class = KINDS[connector.kind]
+    # Validated without decrypting: a required secret is satisfied by the stored one.
+    secret_view = {field: "set" for field in connector.secrets}
+    secret_view.update({k: str(v) for k, v in (secrets or {}).items() if v not in (None, "")})
+    for field, value in (secrets or {}).items():
+        if value in (None, ""):
+            secret_view.pop(field, None)
+    problems = kind_class.validate(merged_config, secret_view)
+    if problems:
+        raise ConnectorInvalid(problems)
+    if name is not None and name.strip() != connector.name:
+        if Connector.objects.filter(tenant_id=connector.tenant_id, name=name.strip()).exists():
+            raise Conflict(f"A connector named {name!r} exists.", code="name_taken", field="name")
+        connector.name = name.strip()
+    connector.config = merged_config
+    _store_secrets(connector, dict(secrets or {}))
+    connector.updated_at = timezone.now()
+    connector.save()
+    audit_record(
+        tenant=connector.tenant_id,
+        actor=actor,
+        action="connector.updated",
+        target_type="connector",
+        target_id=connector.pk,
+        before=before,
+        after={**_audit_view(connector), "write_only_fields_changed": sorted(secrets or {})},
+    )
+    return connector
+
+
+def connector_users(connector: Connector) -> list[str]:
+    """Agents whose published version names this connector."""
+    from agents.models import Agent
+
+    users = []
+    agents = Agent.objects.filter(tenant_id=connector.tenant_id, published_version__isnull=False)
+    for agent in agents.select_related("published_version"):
+        if _mentions(agent.published_version.definition, connector.name):  # type: ignore[union-attr]
+            users.append(agent.name)
+    return sorted(users)
+
+
+def _mentions(value: Any, name: str) -> bool:
+    if isinstance(value, dict):
+        return value.get("connector") == name or any(_mentions(v, name) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, name) for v in value)
+    return False
+
+
+@transaction.atomic
+def connector_delete(*, connector: Connector, actor: Actor) -> None:
+    connector = Connector.objects.select_for_update().get(pk=connector.pk)
+    users = connector_users(connector)
+    if users:
+        raise Conflict(
+            f"Published agents use this connector: {', '.join(users)}. Publish versions without it first.",
+            code="connector_in_use",
+        )
+    audit_record(
+        tenant=connector.tenant_id,
+        actor=actor,
+        action="connector.deleted",
+        target_type="connector",
+        target_id=connector.pk,
+        before=_audit_view(connector),
+    )
+    connector.delete()
+
+
+def connector_resolve(connector: Connector) -> Resolved:
+    """The connector with its secrets decrypted, for one call. Never store or return the result."""
+    data_key = crypto.tenant_data_key(connector.tenant_id)
+    secrets = {
+        field: crypto.secret_decrypt(
+            tenant_id=connector.tenant_id,
+            connector_id=connector.pk,
+            field=field,
+            token=token,
+            data_key=data_key,
+        )
+        for field, token in connector.secrets.items()
+    }
+    return Resolved(
+        id=str(connector.pk),
+        tenant_id=str(connector.tenant_id),
+        name=connector.name,
+        kind=connector.kind,
+        config=dict(connector.config),
+        secrets=secrets,
+    )
+
+
+def connector_find(*, tenant_id: Any, name: str, kinds: tuple[str, ...] | None = None) -> Connector | None:
+    queryset = Connector.objects.filter(tenant_id=tenant_id, name=name)
+    if kinds:
+        queryset = queryset.filter(kind__in=kinds)
+    return queryset.first()
+
+
+def provider_connector(*, tenant_id: Any, provider: str) -> Connector | None:
+    """The tenant's default connector for an LLM provider: the only one, or the one marked default."""
+    kind = "ollama" if provider == "ollama_chat" else provider
+    if kind not in LLM_PROVIDER_KINDS:
+        return None
+    candidates = list(Connector.objects.filter(tenant_id=tenant_id, kind=kind)[:20])
+    if len(candidates) == 1:
+        return candidates[0]
+    marked = [c for c in candidates if c.config.get("default")]
+    return marked[0] if len(marked) == 1 else None
+
+
+def connector_test(*, connector: Connector, actor: Actor) -> dict[str, Any]:
+    """Runs the kind's test; the result never contains a secret value."""
+    resolved = connector_resolve(connector)
+    started = time.monotonic()
+    try:
+        outcome = KINDS[connector.kind].test(resolved)
+        result = {"ok": bool(outcome.get("ok")), "detail": outcome.get("detail", "")}
+    except ConnectorError as exc:
+        result = {"ok": False, "detail": exc.message, "code": exc.code}
+    except Exception as exc:
+        result = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:500], "code": "test_failed"}
+    for secret in resolved.secret_values():
+        if len(secret) >= 4:
+            result["detail"] = str(result["detail"]).replace(secret, "[redacted]")
+    result["latency_ms"] = int((time.monotonic() - started) * 1000)
+    Connector.objects.filter(pk=connector.pk).update(last_tested_at=timezone.now(), last_test_ok=result["ok"])
+    audit_record(
+        tenant=connector.tenant_id,
+        actor=actor,
+        action="connector.tested",
+        target_type="connector",
+        target_id=connector.pk,
+        after={"ok": result["ok"], "code": result.get("code", "")},
+    )
+    return result

@@ -1,0 +1,331 @@
+"""Connectors through the API and from published agents: secrets stay secret, kinds work end to end."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from connectors.kinds.base import ConnectorError
+from connectors.kinds.http import HttpKind, guarded_request
+from connectors.models import Connector
+from connectors.services import connector_resolve
+from tenants.models import AuditEvent
+from tests.agents.helpers import create_agent
+from tests.agents.test_runs import run_now, steps_of
+from tests.conftest import key_client, session_client
+from tests.servers.http_api import HttpApiServer
+from tests.servers.llm import Reply
+
+TOKEN = "tok-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def api_server():
+    server = HttpApiServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def loopback_allowed(settings):
+    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+
+
+def _create(client, name: str, kind: str, config: dict, secrets: dict):
+    return client.post(
+        "/api/v1/connectors/",
+        {"name": name, "kind": kind, "config": config, "secrets": secrets},
+        format="json",
+    )
+
+
+@pytest.mark.django_db
+def test_secrets_are_write_only_and_never_audited(world, alice_client, caplog):
+    caplog.set_level(logging.DEBUG)
+    response = _create(
+        alice_client,
+        "crm",
+        "http",
+        {"base_url": "https://api.example.com", "auth": "bearer"},
+        {"token": TOKEN},
+    )
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["secrets"] == {"token": {"configured": True, "last4": "cdef"}}
+    connector_id = body["id"]
+    for payload in [
+        response.content,
+        alice_client.get(f"/api/v1/connectors/{connector_id}").content,
+        alice_client.get("/api/v1/connectors/").content,
+    ]:
+        assert TOKEN.encode() not in payload
+    assert TOKEN not in str(list(AuditEvent.objects.values_list("changes", flat=True)))
+    assert TOKEN not in caplog.text
+    updated = alice_client.patch(
+        f"/api/v1/connectors/{connector_id}", {"secrets": {"token": "short"}}, format="json"
+    )
+    assert updated.json()["secrets"] == {"token": {"configured": True, "last4": ""}}  # too short to hint
+    event = AuditEvent.objects.get(action="connector.updated")
+    assert event.changes["after"]["write_only_fields_changed"] == ["token"]
+    assert "short" not in str(event.changes)
+
+
+@pytest.mark.django_db
+def test_bad_connector_input(world, alice_client):
+    response = _create(alice_client, "x", "ftp", {}, {})
+    assert response.status_code == 400
+    assert list(response.json()["error"]["fields"]) == ["kind"]
+    response = _create(
+        alice_client, "x", "http", {"base_url": "ftp://x", "auth": "magic", "colour": 1}, {"nope": "x"}
+    )
+    assert response.status_code == 400
+    fields = response.json()["error"]["fields"]
+    assert {"config.base_url", "config.auth", "config.colour", "secrets.nope"} <= set(fields)
+    response = _create(alice_client, "llm", "openai", {}, {})
+    assert response.json()["error"]["fields"] == {"secrets.api_key": ["This field is required."]}
+
+
+@pytest.mark.django_db
+def test_roles_and_kinds(world, bob_client, alice_client):
+    assert bob_client.get("/api/v1/connectors/").status_code == 200
+    assert _create(bob_client, "x", "http", {"base_url": "https://x.example"}, {}).status_code == 403
+    kinds = {k["kind"]: k for k in alice_client.get("/api/v1/connector-kinds/").json()["results"]}
+    assert {"http", "postgres", "openai", "anthropic", "gemini", "ollama"} <= set(kinds)
+    assert kinds["http"]["secrets"]["properties"]["token"]["writeOnly"] is True
+
+
+@pytest.mark.django_db
+def test_network_guard_blocks_loopback_metadata_and_redirects(world, settings, api_server):
+    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = []
+    for url in [
+        f"{api_server.base}/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://10.0.0.1/",
+        "http://100.64.0.1/",
+        "http://localhost/",
+    ]:
+        with pytest.raises(ConnectorError) as raised:
+            guarded_request("GET", url, timeout_s=2)
+        assert raised.value.code == "destination_blocked", url
+    # Allowed to reach 127.0.0.2 only: its redirect to 127.0.0.1 is checked again and refused.
+    redirector = HttpApiServer(host="127.0.0.2")
+    try:
+        settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.2/32"]
+        status, _, _ = guarded_request("GET", f"{redirector.base}/hello", timeout_s=2)
+        assert status == 200
+        with pytest.raises(ConnectorError) as raised:
+            guarded_request("GET", f"{redirector.base}/redirect?to={api_server.base}/x", timeout_s=2)
+        assert raised.value.code == "destination_blocked"
+        assert api_server.received == []
+    finally:
+        redirector.stop()
+
+
+@pytest.mark.django_db
+def test_http_auth_styles_oauth_refresh_size_cap_and_timeout(
+    world, alice_client, api_server, loopback_allowed
+):
+    cases = [
+        ({"auth": "bearer"}, {"token": TOKEN}, lambda r: r["headers"]["authorization"] == f"Bearer {TOKEN}"),
+        (
+            {"auth": "basic", "username": "u"},
+            {"password": "p"},
+            lambda r: r["headers"]["authorization"] == "Basic dTpw",
+        ),
+        (
+            {"auth": "api_key_header", "api_key_name": "X-Key"},
+            {"api_key": "k1"},
+            lambda r: r["headers"]["x-key"] == "k1",
+        ),
+        (
+            {"auth": "api_key_query", "api_key_name": "key"},
+            {"api_key": "k2"},
+            lambda r: r["query"]["key"] == "k2",
+        ),
+    ]
+    for index, (config, secrets, check) in enumerate(cases):
+        response = _create(
+            alice_client, f"c{index}", "http", {"base_url": api_server.base, **config}, secrets
+        )
+        resolved = connector_resolve(Connector.objects.get(pk=response.json()["id"]))
+        result = HttpKind.request(resolved, {"method": "GET", "path": "/echo", "query": {"a": "1"}})
+        assert result["status"] == 200
+        assert check(api_server.received[-1]), api_server.received[-1]
+    oauth = _create(
+        alice_client,
+        "oauth",
+        "http",
+        {
+            "base_url": api_server.base,
+            "auth": "oauth2_client_credentials",
+            "token_url": f"{api_server.base}/oauth/token",
+            "client_id": "c",
+        },
+        {"client_secret": "cs-0123456789abcdef"},
+    )
+    resolved = connector_resolve(Connector.objects.get(pk=oauth.json()["id"]))
+    assert HttpKind.request(resolved, {"path": "/protected"})["body"] == {"ok": True}
+    assert HttpKind.request(resolved, {"path": "/protected"})["body"] == {"ok": True}
+    assert api_server.tokens_issued == 1  # cached
+    api_server.tokens_issued += 1  # the server rotates its token: the next call gets 401 and refreshes
+    assert HttpKind.request(resolved, {"path": "/protected"})["body"] == {"ok": True}
+    capped = _create(
+        alice_client,
+        "capped",
+        "http",
+        {"base_url": api_server.base, "max_response_bytes": 1000, "timeout_s": 1},
+        {},
+    )
+    resolved = connector_resolve(Connector.objects.get(pk=capped.json()["id"]))
+    with pytest.raises(ConnectorError, match="larger than 1000 bytes"):
+        HttpKind.request(resolved, {"path": "/big", "query": {"n": "5000"}})
+    with pytest.raises(ConnectorError) as raised:
+        HttpKind.request(resolved, {"path": "/slow", "query": {"s": "3"}})
+    assert raised.value.retryable is True
+
+
+@pytest.mark.django_db
+def test_postgres_kind_read_only_parameters_and_timeout(world, alice_client, loopback_allowed, settings):
+    db = settings.DATABASES["default"]
+    response = _create(
+        alice_client,
+        "warehouse",
+        "postgres",
+        {
+            "host": "127.0.0.1",
+            "port": int(db["PORT"] or 5432),
+            "database": db["NAME"],
+            "user": db["USER"],
+            "sslmode": "disable",
+            "statement_timeout_ms": 200,
+        },
+        {"password": "unused-password"},
+    )
+    assert response.status_code == 201, response.json()
+    from connectors.kinds.postgres import PostgresKind
+
+    resolved = connector_resolve(Connector.objects.get(pk=response.json()["id"]))
+    result = PostgresKind.query(
+        resolved, "SELECT %s::int + 1 AS n, %s::numeric AS price, now()::date AS d", [41, "9.99"]
+    )
+    assert result["rows"][0]["n"] == 42
+    assert result["rows"][0]["price"] == "9.99"
+    with pytest.raises(ConnectorError) as raised:
+        PostgresKind.query(resolved, "CREATE TEMP TABLE t (x int)", [])
+    assert raised.value.code == "db_read_only"
+    with pytest.raises(ConnectorError) as raised:
+        PostgresKind.query(resolved, "SELECT pg_sleep(2)", [])
+    assert raised.value.code == "db_timeout"
+    injection = PostgresKind.query(resolved, "SELECT %s AS v", ["1; DROP TABLE tenants_tenant"])
+    assert injection["rows"] == [{"v": "1; DROP TABLE tenants_tenant"}]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_published_agent_uses_http_db_and_provider_connectors(
+    world, alice_client, celery_worker, llm, api_server, loopback_allowed, settings
+):
+    db = settings.DATABASES["default"]
+    assert (
+        _create(
+            alice_client, "api", "http", {"base_url": api_server.base, "auth": "bearer"}, {"token": TOKEN}
+        ).status_code
+        == 201
+    )
+    assert (
+        _create(
+            alice_client,
+            "db",
+            "postgres",
+            {
+                "host": "127.0.0.1",
+                "port": int(db["PORT"] or 5432),
+                "database": db["NAME"],
+                "user": db["USER"],
+                "sslmode": "disable",
+            },
+            {},
+        ).status_code
+        == 201
+    )
+    tenant_key = "sk-tenant-own-key-0123456789"
+    assert (
+        _create(
+            alice_client, "my-openai", "openai", {"base_url": f"{llm.base}/v1"}, {"api_key": tenant_key}
+        ).status_code
+        == 201
+    )
+    definition = {
+        "steps": [
+            {
+                "id": "call",
+                "type": "http",
+                "connector": "api",
+                "method": "POST",
+                "path": "/orders",
+                "json": {"token_seen": TOKEN},
+            },
+            {
+                "id": "count",
+                "type": "db_query",
+                "connector": "db",
+                "sql": "SELECT count(*) AS n FROM tenants_tenant",
+                "params": [],
+            },
+            {
+                "id": "ask",
+                "type": "llm",
+                "model": "openai/gpt-4o-mini",
+                "prompt": "orders: {{ steps.call.output.status }}",
+            },
+        ],
+        "output": {
+            "api": "{{ steps.call.output.body.path }}",
+            "tenants": "{{ steps.count.output.rows[0].n }}",
+            "llm": "{{ steps.ask.output }}",
+        },
+    }
+    agent_id = create_agent(alice_client, definition, name="integrator")
+    llm.enqueue(Reply(text="noted"))
+    run = run_now(alice_client, agent_id, {})
+    assert run["status"] == "succeeded", run
+    assert run["output"] == {"api": "/orders", "tenants": 2, "llm": "noted"}
+    assert api_server.received[-1]["headers"]["authorization"] == f"Bearer {TOKEN}"
+    # The tenant's own provider key was used, not the platform's.
+    assert llm.received[-1].headers["authorization"] == f"Bearer {tenant_key}"
+    # The decrypted secret that reached a payload is redacted in the run log.
+    call = steps_of(run)[0]
+    assert TOKEN not in str(call)
+    assert "[redacted]" in str(call["input"])
+    # Deleting a connector a published agent uses is refused, naming the agent.
+    listed = alice_client.get("/api/v1/connectors/").json()["results"]
+    connector_id = next(c["id"] for c in listed if c["name"] == "api")
+    response = alice_client.delete(f"/api/v1/connectors/{connector_id}")
+    assert response.status_code == 409
+    assert "integrator" in response.json()["error"]["message"]
+
+
+@pytest.mark.django_db
+def test_connector_test_endpoint_reports_without_secrets(
+    world, alice_client, api_server, loopback_allowed, make_key
+):
+    response = _create(
+        alice_client, "api", "http", {"base_url": api_server.base, "auth": "bearer"}, {"token": TOKEN}
+    )
+    result = alice_client.post(f"/api/v1/connectors/{response.json()['id']}/test").json()
+    assert result["ok"] is True
+    assert result["latency_ms"] >= 0
+    bad = _create(alice_client, "bad", "http", {"base_url": "http://169.254.169.254"}, {})
+    failed = alice_client.post(f"/api/v1/connectors/{bad.json()['id']}/test").json()
+    assert failed["ok"] is False
+    assert failed["code"] == "destination_blocked"
+    assert AuditEvent.objects.filter(action="connector.tested").count() == 2
+    _, read_key = make_key(world.tenant_a, ["read"])
+    assert key_client(read_key).post(f"/api/v1/connectors/{response.json()['id']}/test").status_code == 403
+    assert (
+        session_client(world.charlie, world.tenant_b)
+        .get(f"/api/v1/connectors/{response.json()['id']}")
+        .status_code
+        == 404
+    )
