@@ -84,8 +84,15 @@ def a_ids(world) -> dict[str, str]:
     )
     from connectors.services import connector_create
 
-    connector = connector_create(tenant=world.tenant_a, name="a-conn", kind="http", actor=Actor.system("t"),
-                                 created_by=None, config={"base_url": "https://a.example"}, secrets={})
+    connector = connector_create(
+        tenant=world.tenant_a,
+        name="a-conn",
+        kind="http",
+        actor=Actor.system("t"),
+        created_by=None,
+        config={"base_url": "https://a.example"},
+        secrets={},
+    )
     return {
         "connector": str(connector.pk),
         "variable": str(variable.pk),

@@ -57,7 +57,7 @@ class AgentTool(_Strict):
 
 
 class ConnectorTool(_Strict):
-    type: Literal["http", "db_query"]
+    type: Literal["http", "db_query", "send"]
     name: str = Field(pattern=STEP_ID_PATTERN)
     connector: str
     description: str = ""

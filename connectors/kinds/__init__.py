@@ -5,10 +5,23 @@ from __future__ import annotations
 from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
 from connectors.kinds.http import HttpKind
 from connectors.kinds.llm_providers import AnthropicKind, GeminiKind, OllamaKind, OpenAiKind
+from connectors.kinds.messaging import SlackWebhookKind, SmtpKind
+from connectors.kinds.mysql import MySqlKind
 from connectors.kinds.postgres import PostgresKind
 
 KINDS: dict[str, type[Kind]] = {
-    kind.name: kind for kind in (HttpKind, PostgresKind, OpenAiKind, AnthropicKind, GeminiKind, OllamaKind)
+    kind.name: kind
+    for kind in (
+        HttpKind,
+        PostgresKind,
+        MySqlKind,
+        SmtpKind,
+        SlackWebhookKind,
+        OpenAiKind,
+        AnthropicKind,
+        GeminiKind,
+        OllamaKind,
+    )
 }
 LLM_PROVIDER_KINDS = ("openai", "anthropic", "gemini", "ollama")
 
