@@ -10,6 +10,7 @@ from connectors.kinds.base import ConnectorError
 from connectors.kinds.http import HttpKind, guarded_request
 from connectors.models import Connector
 from connectors.services import connector_resolve
+from tenants.audit import Actor
 from tenants.models import AuditEvent
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import run_now, steps_of
@@ -18,6 +19,7 @@ from tests.servers.http_api import HttpApiServer
 from tests.servers.llm import Reply
 
 TOKEN = "tok-secret-0123456789abcdef"
+SYSTEM_ACTOR = Actor.system("tests")
 
 
 @pytest.fixture
@@ -329,3 +331,60 @@ def test_connector_test_endpoint_reports_without_secrets(
         .status_code
         == 404
     )
+
+
+@pytest.mark.django_db
+def test_admin_pages_show_no_secret_or_ciphertext(world, alice_client):
+    from django.test import Client
+
+    from tests.factories import make_user
+
+    response = _create(
+        alice_client,
+        "crm",
+        "http",
+        {"base_url": "https://api.example.com", "auth": "bearer"},
+        {"token": TOKEN},
+    )
+    connector = Connector.objects.get(pk=response.json()["id"])
+    staff = make_user(email="root@falcon.example", is_staff=True, is_superuser=True)
+    browser = Client()
+    browser.force_login(staff)
+    for url in [
+        "/admin/connectors/connector/",
+        f"/admin/connectors/connector/{connector.pk}/change/",
+        "/admin/connectors/tenantkey/",
+    ]:
+        page = browser.get(url)
+        assert page.status_code == 200, url
+        assert TOKEN.encode() not in page.content
+        assert connector.secrets["token"].encode() not in page.content
+
+
+@pytest.mark.django_db
+def test_provider_connector_allowed_models(world, llm):
+    from agents.engine.types import LlmError, LlmRequest
+    from agents.llm import llm_complete
+    from connectors.kinds import KINDS
+    from connectors.services import connector_create
+
+    connector = connector_create(
+        tenant=world.tenant_a,
+        name="oa",
+        kind="openai",
+        actor=SYSTEM_ACTOR,
+        created_by=None,
+        config={"base_url": f"{llm.base}/v1", "allowed_models": ["openai/gpt-4o-mini"]},
+        secrets={"api_key": "sk-tenant-abcdefghijkl"},
+    )
+    credentials = KINDS["openai"].credentials(connector_resolve(Connector.objects.get(pk=connector.pk)))
+    ok = llm_complete(
+        LlmRequest(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]), credentials
+    )
+    assert ok.text == "echo: x"
+    with pytest.raises(LlmError) as raised:
+        llm_complete(
+            LlmRequest(model="openai/gpt-4o", messages=[{"role": "user", "content": "x"}]), credentials
+        )
+    assert raised.value.code == "model_not_allowed"
+    assert llm.received[-1].headers["authorization"] == "Bearer sk-tenant-abcdefghijkl"
