@@ -314,6 +314,7 @@ class Runner:
                     "query": templates.render(step.query, context),
                     "headers": templates.render(step.headers, context),
                     "json": templates.render(step.json_body, context),
+                    "body": templates.render(step.body, context),
                 }
                 return operation, self.hooks.call_connector("http", step.connector, operation)
             if isinstance(step, DbQueryStep):

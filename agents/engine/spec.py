@@ -86,7 +86,8 @@ class HttpStep(_StepBase):
     path: str = "/"
     query: dict[str, str] = Field(default_factory=dict)
     headers: dict[str, str] = Field(default_factory=dict)
-    json_body: Any = Field(None, alias="json")
+    json_body: Any = Field(None, alias="json", description="A JSON body (templates inside).")
+    body: str | None = Field(None, description="A raw body instead of json (set Content-Type in headers).")
 
 
 class DbQueryStep(_StepBase):

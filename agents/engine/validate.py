@@ -151,6 +151,7 @@ def _templates_of(step: Any) -> list[tuple[str, Any, bool]]:
             ("query", step.query, False),
             ("headers", step.headers, False),
             ("json", step.json_body, False),
+            ("body", step.body, False),
         ]
     elif isinstance(step, DbQueryStep):
         fields.append(("params", step.params, False))

@@ -186,6 +186,8 @@ class HttpKind(Kind):
         if body is not None:
             content = json.dumps(body).encode()
             headers.setdefault("Content-Type", "application/json")
+        elif operation.get("body") is not None:  # a raw body (form, XML, text) with the caller's Content-Type
+            content = str(operation["body"]).encode()
         method = str(operation.get("method") or "GET").upper()
         timeout = float(config.get("timeout_s") or DEFAULT_TIMEOUT_S)
         max_bytes = int(config.get("max_response_bytes") or DEFAULT_MAX_BYTES)

@@ -173,6 +173,19 @@ def test_http_auth_styles_oauth_refresh_size_cap_and_timeout(
     assert api_server.tokens_issued == 1  # cached
     api_server.tokens_issued += 1  # the server rotates its token: the next call gets 401 and refreshes
     assert HttpKind.request(resolved, {"path": "/protected"})["body"] == {"ok": True}
+    plain = _create(alice_client, "plain", "http", {"base_url": api_server.base}, {})
+    resolved = connector_resolve(Connector.objects.get(pk=plain.json()["id"]))
+    form = HttpKind.request(
+        resolved,
+        {
+            "method": "POST",
+            "path": "/form",
+            "body": "a=1&b=2",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+    )
+    assert form["body"]["json"] == "a=1&b=2"
+    assert api_server.received[-1]["headers"]["content-type"] == "application/x-www-form-urlencoded"
     capped = _create(
         alice_client,
         "capped",

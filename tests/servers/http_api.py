@@ -92,14 +92,10 @@ def _handler(server: HttpApiServer) -> type[BaseHTTPRequestHandler]:
             elif url.path.startswith("/status/"):
                 self._send(int(url.path.rsplit("/", 1)[1]), {"status": "as asked"})
             else:
-                self._send(
-                    200,
-                    {
-                        "path": url.path,
-                        "query": query,
-                        "method": method,
-                        "json": json.loads(body) if body else None,
-                    },
-                )
+                try:
+                    parsed = json.loads(body) if body else None
+                except ValueError:
+                    parsed = body.decode(errors="replace")
+                self._send(200, {"path": url.path, "query": query, "method": method, "json": parsed})
 
     return Handler
