@@ -23,3 +23,11 @@ def runs_sweep_task() -> dict[str, Any]:
 @shared_task(acks_late=True)
 def runs_resume_due_task() -> int:
     return execution.runs_resume_due()
+
+
+@shared_task(acks_late=True)
+def trigger_fire_task(trigger_id: str) -> str:
+    """Fired by django-celery-beat for schedule triggers."""
+    from agents.services.triggers import trigger_fire_scheduled
+
+    return trigger_fire_scheduled(trigger_id)

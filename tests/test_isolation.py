@@ -93,7 +93,20 @@ def a_ids(world) -> dict[str, str]:
         config={"base_url": "https://a.example"},
         secrets={},
     )
+    from agents.services.triggers import trigger_create
+
+    trigger, _ = trigger_create(
+        agent=agent,
+        name="a-hook",
+        kind="webhook",
+        config={},
+        input_mapping=None,
+        enabled=True,
+        actor=Actor.system("t"),
+        created_by=None,
+    )
     return {
+        "trigger": str(trigger.pk),
         "connector": str(connector.pk),
         "variable": str(variable.pk),
         "agent": str(agent.pk),
@@ -158,6 +171,9 @@ def test_tenant_b_gets_404_or_403_on_every_object_route_with_a_ids(world, a_ids,
     from connectors.models import Connector
 
     assert Connector.objects.filter(tenant=world.tenant_a, last_tested_at__isnull=True).count() == 1
+    from agents.models import Trigger
+
+    assert Trigger.objects.get(tenant=world.tenant_a).enabled is True
 
 
 def test_tenant_b_lists_never_contain_a_objects(world, a_ids, b_clients):

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from agents.models import Agent, AgentVersion, Run, StepRun, Variable
+from agents.models import Agent, AgentVersion, Run, StepRun, Trigger, TriggerEvent, Variable
 from falcon.api import StrictSerializer
 
 
@@ -201,3 +201,67 @@ class VariableCreateSerializer(StrictSerializer):
 class VariableUpdateSerializer(StrictSerializer):
     value = serializers.JSONField(required=False)
     description = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+
+class TriggerSerializer(serializers.ModelSerializer):
+    agent = serializers.SerializerMethodField()
+    url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Trigger
+        fields = [
+            "id",
+            "name",
+            "kind",
+            "agent",
+            "enabled",
+            "config",
+            "input_mapping",
+            "public_id",
+            "url",
+            "created_at",
+            "updated_at",
+            "last_fired_at",
+        ]
+        read_only_fields = fields
+
+    def get_agent(self, trigger: Trigger) -> dict[str, Any]:
+        return {"id": str(trigger.agent_id), "name": trigger.agent.name}
+
+    def get_url(self, trigger: Trigger) -> str | None:
+        from django.conf import settings
+
+        return f"{settings.FALCON_BASE_URL}/hooks/{trigger.public_id}" if trigger.kind == "webhook" else None
+
+
+class TriggerCreatedSerializer(TriggerSerializer):
+    signing_secret = serializers.CharField(
+        read_only=True, allow_null=True, help_text="Shown once (webhooks): sign deliveries with it."
+    )
+
+    class Meta(TriggerSerializer.Meta):
+        fields = [*TriggerSerializer.Meta.fields, "signing_secret"]
+        read_only_fields = fields
+
+
+class TriggerCreateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100)
+    agent = serializers.UUIDField()
+    kind = serializers.ChoiceField(choices=Trigger.Kind.choices)
+    enabled = serializers.BooleanField(required=False, default=True)
+    config = serializers.DictField(required=False, default=dict)
+    input_mapping = serializers.JSONField(required=False, default=None)
+
+
+class TriggerUpdateSerializer(StrictSerializer):
+    name = serializers.CharField(max_length=100, required=False)
+    enabled = serializers.BooleanField(required=False)
+    config = serializers.DictField(required=False)
+    input_mapping = serializers.JSONField(required=False)
+
+
+class TriggerEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TriggerEvent
+        fields = ["id", "received_at", "accepted", "code", "message", "delivery_id", "run"]
+        read_only_fields = fields

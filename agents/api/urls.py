@@ -7,6 +7,7 @@ router = OptionalSlashRouter()
 router.register("agents", views.AgentViewSet, basename="agent")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("variables", views.VariableViewSet, basename="variable")
+router.register("triggers", views.TriggerViewSet, basename="trigger")
 
 urlpatterns = [
     path("schemas/workflow.json", views.WorkflowSchemaView.as_view(), name="workflow-schema"),

@@ -1,0 +1,455 @@
+"""Triggers: lifecycle (audited), signing secrets, webhook verification, schedules and firing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+import zoneinfo
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from agents.engine import templates
+from agents.models import Agent, Run, Trigger, TriggerEvent
+from agents.services.runs import RunInputInvalid, run_start
+from falcon.errors import Conflict, InvalidInput
+from tenants.audit import Actor, audit_record
+from tenants.models import User
+
+WEBHOOK_AUTH = ("standard", "github", "header", "none")
+TOLERANCE = timedelta(minutes=5)
+DEFAULT_MAPPING = {"webhook": "{{ event.body }}", "schedule": {}, "email": "{{ event }}"}
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+
+
+def _new_signing_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def _seal(trigger: Trigger, plaintext: str, index: int) -> str:
+    from connectors.crypto import secret_encrypt
+
+    return secret_encrypt(
+        tenant_id=trigger.tenant_id, connector_id=trigger.pk, field=f"signing-{index}", plaintext=plaintext
+    )
+
+
+def signing_secrets(trigger: Trigger) -> list[str]:
+    """The trigger's signing secrets still valid now (the new one, and old ones in their overlap)."""
+    from connectors.crypto import secret_decrypt
+
+    now = timezone.now()
+    valid = []
+    for item in trigger.secrets:
+        if item.get("expires_at") and datetime.fromisoformat(item["expires_at"]) <= now:
+            continue
+        valid.append(
+            secret_decrypt(
+                tenant_id=trigger.tenant_id,
+                connector_id=trigger.pk,
+                field=f"signing-{item['index']}",
+                token=item["token"],
+            )
+        )
+    return valid
+
+
+def _add_secret(trigger: Trigger) -> str:
+    plaintext = _new_signing_secret()
+    index = max((item["index"] for item in trigger.secrets), default=0) + 1
+    now = timezone.now()
+    kept = []
+    for item in trigger.secrets:
+        expires = item.get("expires_at")
+        if not expires:
+            item = {**item, "expires_at": (now + SECRET_OVERLAP).isoformat()}
+        if datetime.fromisoformat(item["expires_at"]) > now:
+            kept.append(item)
+    trigger.secrets = [
+        {
+            "index": index,
+            "token": _seal(trigger, plaintext, index),
+            "created_at": now.isoformat(),
+            "expires_at": None,
+        },
+        *kept,
+    ]
+    return plaintext
+
+
+# --- validation and schedules ----------------------------------------------------------------------------
+
+
+def _validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    if kind == Trigger.Kind.WEBHOOK:
+        auth = config.get("auth", "standard")
+        if auth not in WEBHOOK_AUTH:
+            raise InvalidInput(f"auth must be one of {', '.join(WEBHOOK_AUTH)}.", field="config.auth")
+        if auth == "none" and not config.get("allow_unsigned"):
+            raise InvalidInput(
+                "Unsigned webhooks must be allowed explicitly (allow_unsigned: true).",
+                code="unsigned_not_allowed",
+                field="config.allow_unsigned",
+            )
+        wait = config.get("sync_wait_s", 0)
+        if not isinstance(wait, int | float) or not 0 <= wait <= 30:
+            raise InvalidInput("sync_wait_s must be between 0 and 30.", field="config.sync_wait_s")
+        return {
+            "auth": auth,
+            "header_name": str(config.get("header_name") or "X-Webhook-Secret"),
+            "allow_unsigned": bool(config.get("allow_unsigned")),
+            "sync_wait_s": wait,
+            "rate_limit_per_minute": int(config.get("rate_limit_per_minute") or 600),
+        }
+    if kind == Trigger.Kind.SCHEDULE:
+        overlap = config.get("overlap", "skip")
+        if overlap not in ("skip", "queue"):
+            raise InvalidInput("overlap must be skip or queue.", field="config.overlap")
+        tz = str(config.get("timezone") or "UTC")
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidInput(f"Unknown time zone {tz!r}.", field="config.timezone") from exc
+        if "cron" in config:
+            parts = str(config["cron"]).split()
+            if len(parts) != 5:
+                raise InvalidInput(
+                    "cron needs 5 fields: minute hour day-of-month month day-of-week.", field="config.cron"
+                )
+            return {"cron": " ".join(parts), "timezone": tz, "overlap": overlap}
+        interval = config.get("interval_s")
+        if not isinstance(interval, int) or isinstance(interval, bool):
+            raise InvalidInput("Give a cron expression or interval_s (seconds).", field="config.interval_s")
+        minimum = settings.FALCON_SCHEDULE_MIN_INTERVAL_S
+        if interval < minimum:
+            raise InvalidInput(
+                f"The minimum interval is {minimum} s.", code="interval_too_short", field="config.interval_s"
+            )
+        return {"interval_s": interval, "overlap": overlap}
+    raise InvalidInput(
+        "Inbound e-mail triggers are not available yet.", code="kind_unavailable", field="kind"
+    )
+
+
+def _sync_schedule(trigger: Trigger) -> None:
+    """Keeps the django-celery-beat row in step with the trigger (same transaction)."""
+    if trigger.kind != Trigger.Kind.SCHEDULE:
+        return
+    config = trigger.config
+    fields: dict[str, Any] = {"interval": None, "crontab": None}
+    if "cron" in config:
+        minute, hour, day_of_month, month_of_year, day_of_week = config["cron"].split()
+        fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            timezone=config.get("timezone", "UTC"),
+        )
+    else:
+        fields["interval"], _ = IntervalSchedule.objects.get_or_create(
+            every=config["interval_s"], period=IntervalSchedule.SECONDS
+        )
+    values = {
+        **fields,
+        "task": "agents.tasks.trigger_fire_task",
+        "kwargs": json.dumps({"trigger_id": str(trigger.pk)}),
+        "enabled": trigger.enabled,
+        "description": f"Falcon trigger {trigger.name} ({trigger.tenant_id})",
+    }
+    if trigger.periodic_task_id:
+        PeriodicTask.objects.filter(pk=trigger.periodic_task_id).update(**values)
+        PeriodicTask.objects.get(pk=trigger.periodic_task_id).save()  # bumps beat's change marker
+    else:
+        trigger.periodic_task = PeriodicTask.objects.create(name=f"falcon-trigger-{trigger.pk}", **values)
+        trigger.save(update_fields=["periodic_task"])
+
+
+def _check_mapping(mapping: Any) -> None:
+    problems = templates.parse_errors(mapping)
+    if problems:
+        raise InvalidInput(problems[0], code="template_syntax", field="input_mapping")
+
+
+# --- lifecycle -------------------------------------------------------------------------------------------
+
+
+def _audit_view(trigger: Trigger) -> dict[str, Any]:
+    return {
+        "name": trigger.name,
+        "kind": trigger.kind,
+        "agent": trigger.agent.name,
+        "enabled": trigger.enabled,
+        "config": trigger.config,
+        "input_mapping": trigger.input_mapping,
+    }
+
+
+@transaction.atomic
+def trigger_create(
+    *,
+    agent: Agent,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    input_mapping: Any,
+    enabled: bool,
+    actor: Actor,
+    created_by: User | None,
+) -> tuple[Trigger, str | None]:
+    """A new trigger, and for webhooks its signing secret (returned once)."""
+    if kind not in Trigger.Kind.values:
+        raise InvalidInput(f"kind must be one of {', '.join(Trigger.Kind.values)}.", field="kind")
+    if enabled and agent.published_version_id is None:
+        raise Conflict(
+            "The agent has no published version; publish one before enabling a trigger.",
+            code="agent_not_published",
+        )
+    mapping = DEFAULT_MAPPING[kind] if input_mapping is None else input_mapping
+    _check_mapping(mapping)
+    trigger = Trigger(
+        tenant_id=agent.tenant_id,
+        agent=agent,
+        name=name.strip(),
+        kind=kind,
+        enabled=enabled,
+        config=_validate_config(kind, config),
+        input_mapping=mapping,
+        created_by=created_by,
+        public_id="trg_" + secrets.token_urlsafe(18),
+    )
+    secret = _add_secret(trigger) if kind == Trigger.Kind.WEBHOOK else None
+    try:
+        with transaction.atomic():
+            trigger.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"A trigger named {name!r} exists.", code="name_taken", field="name") from exc
+    _sync_schedule(trigger)
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action="trigger.created",
+        target_type="trigger",
+        target_id=trigger.pk,
+        after=_audit_view(trigger),
+    )
+    return trigger, secret
+
+
+@transaction.atomic
+def trigger_update(
+    *,
+    trigger: Trigger,
+    actor: Actor,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    input_mapping: Any = ...,
+    enabled: bool | None = None,
+) -> Trigger:
+    trigger = Trigger.objects.select_for_update().select_related("agent").get(pk=trigger.pk)
+    before = _audit_view(trigger)
+    if name is not None:
+        trigger.name = name.strip()
+    if config is not None:
+        base = dict(trigger.config)
+        if "cron" in config or "interval_s" in config:  # a new timing replaces the old one
+            base.pop("cron", None)
+            base.pop("interval_s", None)
+            if "interval_s" in config:
+                base.pop("timezone", None)
+        trigger.config = _validate_config(trigger.kind, {**base, **config})
+    if input_mapping is not ...:
+        _check_mapping(input_mapping)
+        trigger.input_mapping = input_mapping
+    if enabled is not None:
+        if enabled and trigger.agent.published_version_id is None:
+            raise Conflict(
+                "The agent has no published version; publish one before enabling a trigger.",
+                code="agent_not_published",
+            )
+        trigger.enabled = enabled
+    trigger.updated_at = timezone.now()
+    try:
+        with transaction.atomic():
+            trigger.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A trigger named {name!r} exists.", code="name_taken", field="name") from exc
+    _sync_schedule(trigger)
+    action = (
+        "trigger.updated"
+        if enabled is None or enabled == before["enabled"]
+        else ("trigger.enabled" if enabled else "trigger.disabled")
+    )
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action=action,
+        target_type="trigger",
+        target_id=trigger.pk,
+        before=before,
+        after=_audit_view(trigger),
+    )
+    return trigger
+
+
+@transaction.atomic
+def trigger_rotate_secret(*, trigger: Trigger, actor: Actor) -> str:
+    """A new signing secret; the previous ones keep verifying for 24 h (overlap for senders to switch)."""
+    trigger = Trigger.objects.select_for_update().get(pk=trigger.pk)
+    if trigger.kind != Trigger.Kind.WEBHOOK:
+        raise Conflict("Only webhook triggers have signing secrets.", code="not_a_webhook")
+    secret = _add_secret(trigger)
+    trigger.save(update_fields=["secrets"])
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action="trigger.secret_rotated",
+        target_type="trigger",
+        target_id=trigger.pk,
+        after={"overlap_hours": SECRET_OVERLAP.total_seconds() / 3600},
+    )
+    return secret
+
+
+@transaction.atomic
+def trigger_delete(*, trigger: Trigger, actor: Actor) -> None:
+    trigger = Trigger.objects.select_for_update().select_related("agent").get(pk=trigger.pk)
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action="trigger.deleted",
+        target_type="trigger",
+        target_id=trigger.pk,
+        before=_audit_view(trigger),
+    )
+    periodic_task_id = trigger.periodic_task_id
+    trigger.delete()
+    if periodic_task_id:
+        PeriodicTask.objects.filter(pk=periodic_task_id).delete()
+
+
+# --- webhook verification --------------------------------------------------------------------------------
+
+
+def _secret_bytes(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix("whsec_"))
+
+
+def verify_standard(secrets_now: list[str], headers: dict[str, str], body: bytes) -> str | None:
+    """Standard Webhooks: None when valid, else why not."""
+    msg_id, stamp, signatures = (
+        headers.get("webhook-id"),
+        headers.get("webhook-timestamp"),
+        headers.get("webhook-signature"),
+    )
+    if not (msg_id and stamp and signatures):
+        return "missing webhook-id, webhook-timestamp or webhook-signature"
+    try:
+        sent = int(stamp)
+    except ValueError:
+        return "webhook-timestamp is not a number"
+    if abs(time.time() - sent) > TOLERANCE.total_seconds():
+        return "webhook-timestamp is outside the 5-minute tolerance"
+    signed = f"{msg_id}.{stamp}.".encode() + body
+    offered = [part.split(",", 1)[1] for part in signatures.split() if part.startswith("v1,")]
+    for secret in secrets_now:
+        expected = base64.b64encode(hmac.new(_secret_bytes(secret), signed, hashlib.sha256).digest()).decode()
+        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+            return None
+    return "no signature matches"
+
+
+def verify_github(secrets_now: list[str], headers: dict[str, str], body: bytes) -> str | None:
+    offered = headers.get("x-hub-signature-256", "")
+    if not offered.startswith("sha256="):
+        return "missing X-Hub-Signature-256"
+    for secret in secrets_now:
+        expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        if hmac.compare_digest(expected, offered):
+            return None
+    return "no signature matches"
+
+
+def verify_header(secrets_now: list[str], header_value: str) -> str | None:
+    if any(hmac.compare_digest(secret, header_value) for secret in secrets_now):
+        return None
+    return "the shared secret header is missing or wrong"
+
+
+# --- firing ----------------------------------------------------------------------------------------------
+
+
+def trigger_fire(
+    *, trigger: Trigger, event: dict[str, Any], delivery_id: str = "", idempotency_key: str | None = None
+) -> tuple[TriggerEvent, Run | None]:
+    """Maps the event to run input, starts the run (or records why not)."""
+    actor = Actor.system(f"trigger:{trigger.name}")
+
+    def refuse(code: str, message: str) -> tuple[TriggerEvent, None]:
+        return TriggerEvent.objects.create(
+            tenant_id=trigger.tenant_id,
+            trigger=trigger,
+            accepted=False,
+            code=code,
+            message=message[:500],
+            delivery_id=delivery_id[:200],
+        ), None
+
+    agent = Agent.objects.select_related("published_version").get(pk=trigger.agent_id)
+    try:
+        run_input = templates.render(trigger.input_mapping, {"event": event})
+    except templates.TemplateError as exc:
+        return refuse("input_mapping_failed", f"the input mapping failed: {exc}")
+    try:
+        run, _ = run_start(
+            agent=agent,
+            input=run_input,
+            actor=actor,
+            trigger=trigger.kind,
+            trigger_ref=str(trigger.pk),
+            idempotency_key=idempotency_key,
+        )
+    except RunInputInvalid as exc:
+        return refuse("invalid_input", exc.message)
+    except Conflict as exc:
+        return refuse(exc.code, exc.message)
+    Trigger.objects.filter(pk=trigger.pk).update(last_fired_at=timezone.now())
+    return TriggerEvent.objects.create(
+        tenant_id=trigger.tenant_id, trigger=trigger, accepted=True, run=run, delivery_id=delivery_id[:200]
+    ), run
+
+
+def trigger_fire_scheduled(trigger_id: str) -> str:
+    """What beat runs for a schedule trigger: honours the overlap policy, then fires."""
+    trigger = Trigger.objects.filter(pk=trigger_id, enabled=True).first()
+    if trigger is None:
+        return "gone or disabled"
+    if trigger.config.get("overlap", "skip") == "skip":
+        busy = Run.objects.filter(
+            trigger_ref=str(trigger.pk),
+            status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.WAITING],
+        ).exists()
+        if busy:
+            TriggerEvent.objects.create(
+                tenant_id=trigger.tenant_id,
+                trigger=trigger,
+                accepted=False,
+                code="previous_run_active",
+                message="skipped: the previous run is still going",
+            )
+            return "skipped"
+    event = {"scheduled_at": timezone.now().isoformat(), "trigger": trigger.name}
+    record, _ = trigger_fire(trigger=trigger, event=event)
+    return "fired" if record.accepted else record.code

@@ -1,0 +1,108 @@
+"""``POST /hooks/{public_id}``: the public webhook endpoint (no API key; the trigger's own auth)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.core.cache import cache
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from agents.models import Run, Trigger, TriggerEvent
+from agents.services import triggers as trigger_services
+from falcon.middleware import error_body
+
+HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
+
+
+def _error(status: int, code: str, message: str) -> JsonResponse:
+    return JsonResponse(error_body(code, message), status=status)
+
+
+def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    content_type = (request.content_type or "").lower()
+    raw = request.body
+    if content_type == "application/json":
+        try:
+            return json.loads(raw or b"null"), None
+        except ValueError:
+            return None, _error(400, "malformed_body", "The body is not valid JSON.")
+    if content_type == "application/x-www-form-urlencoded":
+        return {
+            k: v[0] if len(v) == 1 else v for k, v in parse_qs(raw.decode(errors="replace")).items()
+        }, None
+    if content_type == "text/plain":
+        return raw.decode(errors="replace"), None
+    return None, _error(415, "unsupported_media_type", "Send application/json, form data or text/plain.")
+
+
+@csrf_exempt
+@require_POST
+def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
+    trigger = (
+        Trigger.objects.select_related("agent")
+        .filter(public_id=public_id, kind=Trigger.Kind.WEBHOOK, enabled=True)
+        .first()
+    )
+    if trigger is None:
+        return _error(404, "not_found", "Not found.")  # unknown and disabled look the same
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    config = trigger.config
+    auth = config.get("auth", "standard")
+    if auth != "none":
+        secrets_now = trigger_services.signing_secrets(trigger)
+        if auth == "standard":
+            problem = trigger_services.verify_standard(secrets_now, headers, request.body)
+        elif auth == "github":
+            problem = trigger_services.verify_github(secrets_now, headers, request.body)
+        else:
+            problem = trigger_services.verify_header(
+                secrets_now, headers.get(config["header_name"].lower(), "")
+            )
+        if problem:
+            TriggerEvent.objects.create(
+                tenant_id=trigger.tenant_id,
+                trigger=trigger,
+                accepted=False,
+                code="bad_signature",
+                message=problem,
+            )
+            return _error(401, "bad_signature", f"The webhook is not authenticated: {problem}.")
+    window = int(time.time() // 60)
+    key = f"falcon:hook-rate:{trigger.pk}:{window}"
+    cache.add(key, 0, timeout=120)
+    if cache.incr(key) > int(config.get("rate_limit_per_minute", 600)):
+        return _error(429, "rate_limited", "Too many deliveries to this trigger this minute.")
+    body, failure = _parse(request)
+    if failure is not None:
+        return failure
+    delivery_id = headers.get("webhook-id", "") or headers.get("x-github-delivery", "")
+    idempotency = headers.get("idempotency-key") or (f"webhook-id:{delivery_id}" if delivery_id else None)
+    event = {
+        "body": body,
+        "query": dict(request.GET.items()),
+        "headers": {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS},
+    }
+    record, run = trigger_services.trigger_fire(
+        trigger=trigger,
+        event=event,
+        delivery_id=delivery_id,
+        idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
+    )
+    if run is None:
+        return _error(422, record.code, record.message)
+    wait = float(config.get("sync_wait_s") or 0)
+    deadline = time.monotonic() + wait
+    while wait and time.monotonic() < deadline:
+        run.refresh_from_db(fields=["status", "output", "error"])
+        if run.status in Run.FINISHED:
+            return JsonResponse(
+                {"run_id": str(run.pk), "status": run.status, "output": run.output, "error": run.error},
+                status=200,
+            )
+        time.sleep(0.05)
+    return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)

@@ -1,0 +1,262 @@
+"""Triggers: webhook auth styles, replay and idempotency, sync mode, content types; schedules in beat."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from agents.models import Run, Trigger, TriggerEvent
+from agents.services.triggers import trigger_fire_scheduled
+from tenants.models import AuditEvent
+from tests.agents.helpers import create_agent
+
+ECHO = {
+    "inputs": {"type": "object", "properties": {"order": {"type": "integer"}}, "required": ["order"]},
+    "steps": [{"id": "t", "type": "transform", "value": "order {{ input.order }}"}],
+}
+
+
+def _make(client, agent_id: str, kind: str = "webhook", **extra):
+    response = client.post(
+        "/api/v1/triggers/",
+        {"name": extra.pop("name", "hook"), "agent": agent_id, "kind": kind, **extra},
+        format="json",
+    )
+    assert response.status_code == 201, response.json()
+    return response.json()
+
+
+def _standard_headers(
+    secret: str, body: bytes, msg_id: str = "msg_1", stamp: int | None = None
+) -> dict[str, str]:
+    stamp = stamp or int(time.time())
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signature = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
+    return {
+        "HTTP_WEBHOOK_ID": msg_id,
+        "HTTP_WEBHOOK_TIMESTAMP": str(stamp),
+        "HTTP_WEBHOOK_SIGNATURE": f"v1,{signature.decode()}",
+    }
+
+
+def _post(client, url: str, body: bytes, content_type: str = "application/json", **headers):
+    return client.generic("POST", url, body, content_type=content_type, **headers)
+
+
+@pytest.mark.django_db
+def test_standard_webhook_signature_replay_and_idempotency(world, alice_client, client):
+    agent_id = create_agent(alice_client, ECHO)
+    trigger = _make(alice_client, agent_id, input_mapping={"order": "{{ event.body.id }}"})
+    secret = trigger["signing_secret"]
+    assert secret.startswith("whsec_")
+    url = f"/hooks/{trigger['public_id']}"
+    body = json.dumps({"id": 7}).encode()
+    accepted = _post(client, url, body, **_standard_headers(secret, body))
+    assert accepted.status_code == 202, accepted.json()
+    run = Run.objects.get(pk=accepted.json()["run_id"])
+    assert run.input == {"order": 7}
+    assert run.trigger == "webhook"
+    # The same webhook-id again: acknowledged, no second run.
+    again = _post(client, url, body, **_standard_headers(secret, body))
+    assert again.json()["run_id"] == str(run.pk)
+    assert Run.objects.count() == 1
+    # Wrong signature, replay outside the tolerance: 401, recorded.
+    forged = _standard_headers(secret, b'{"id": 8}', msg_id="msg_2")
+    assert _post(client, url, body, **forged).status_code == 401
+    stale = _post(
+        client, url, body, **_standard_headers(secret, body, msg_id="msg_3", stamp=int(time.time()) - 600)
+    )
+    assert stale.status_code == 401
+    assert "tolerance" in stale.json()["error"]["message"]
+    codes = list(TriggerEvent.objects.order_by("received_at").values_list("accepted", "code"))
+    assert codes == [(True, ""), (True, ""), (False, "bad_signature"), (False, "bad_signature")]
+    events = alice_client.get(f"/api/v1/triggers/{trigger['id']}/events").json()["results"]
+    assert len(events) == 4
+    # Idempotency-Key header also deduplicates.
+    h = _standard_headers(secret, body, msg_id="msg_4")
+    first = _post(client, url, body, HTTP_IDEMPOTENCY_KEY="k-1", **h)
+    h = _standard_headers(secret, body, msg_id="msg_5")
+    second = _post(client, url, body, HTTP_IDEMPOTENCY_KEY="k-1", **h)
+    assert first.json()["run_id"] == second.json()["run_id"]
+
+
+@pytest.mark.django_db
+def test_secret_rotation_keeps_the_old_secret_valid_for_the_overlap(world, alice_client, client):
+    agent_id = create_agent(alice_client, ECHO)
+    trigger = _make(alice_client, agent_id, input_mapping={"order": 1})
+    old = trigger["signing_secret"]
+    new = alice_client.post(f"/api/v1/triggers/{trigger['id']}/rotate-secret").json()["signing_secret"]
+    assert new != old
+    url = f"/hooks/{trigger['public_id']}"
+    for index, secret in enumerate([old, new]):
+        assert (
+            _post(client, url, b"{}", **_standard_headers(secret, b"{}", msg_id=f"m{index}")).status_code
+            == 202
+        )
+    stored = Trigger.objects.get(pk=trigger["id"])
+    assert old not in json.dumps(stored.secrets)
+    assert new not in json.dumps(stored.secrets)
+    assert AuditEvent.objects.filter(action="trigger.secret_rotated").exists()
+
+
+@pytest.mark.django_db
+def test_github_and_header_auth_and_content_types(world, alice_client, client):
+    agent_id = create_agent(alice_client, ECHO)
+    github = _make(alice_client, agent_id, name="gh", config={"auth": "github"}, input_mapping={"order": 3})
+    body = b'{"action": "opened"}'
+    digest = hmac.new(github["signing_secret"].encode(), body, hashlib.sha256).hexdigest()
+    url = f"/hooks/{github['public_id']}"
+    assert _post(client, url, body, HTTP_X_HUB_SIGNATURE_256=f"sha256={digest}").status_code == 202
+    assert _post(client, url, body, HTTP_X_HUB_SIGNATURE_256="sha256=00").status_code == 401
+    shared = _make(
+        alice_client,
+        agent_id,
+        name="sh",
+        config={"auth": "header", "header_name": "X-Token"},
+        input_mapping={"order": "{{ event.body.n | int }}"},
+    )
+    url = f"/hooks/{shared['public_id']}"
+    ok = _post(
+        client,
+        url,
+        b"n=5",
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_TOKEN=shared["signing_secret"],
+    )
+    assert ok.status_code == 202
+    assert Run.objects.get(pk=ok.json()["run_id"]).input == {"order": 5}
+    assert (
+        _post(
+            client, url, b"<x/>", content_type="application/xml", HTTP_X_TOKEN=shared["signing_secret"]
+        ).status_code
+        == 415
+    )
+    assert _post(client, url, b"{bad", HTTP_X_TOKEN=shared["signing_secret"]).status_code == 400
+    invalid = _post(client, url, b"hello", content_type="text/plain", HTTP_X_TOKEN=shared["signing_secret"])
+    assert invalid.status_code == 422
+    assert TriggerEvent.objects.filter(
+        trigger_id=shared["id"], accepted=False, code="input_mapping_failed"
+    ).exists()
+
+
+@pytest.mark.django_db
+def test_unsigned_needs_explicit_consent_disabled_is_404_and_unpublished_cannot_enable(
+    world, alice_client, client
+):
+    agent_id = create_agent(alice_client, ECHO)
+    refused = alice_client.post(
+        "/api/v1/triggers/",
+        {"name": "open", "agent": agent_id, "kind": "webhook", "config": {"auth": "none"}},
+        format="json",
+    )
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "unsigned_not_allowed"
+    open_hook = _make(
+        alice_client,
+        agent_id,
+        name="open",
+        config={"auth": "none", "allow_unsigned": True},
+        input_mapping={"order": 1},
+    )
+    url = f"/hooks/{open_hook['public_id']}"
+    assert _post(client, url, b"{}").status_code == 202
+    assert alice_client.post(f"/api/v1/triggers/{open_hook['id']}/disable").json()["enabled"] is False
+    gone = _post(client, url, b"{}")
+    assert gone.status_code == 404
+    assert gone.json() == _post(client, "/hooks/trg_doesnotexist", b"{}").json()
+    draft = create_agent(alice_client, ECHO, name="draft", publish=False)
+    response = alice_client.post(
+        "/api/v1/triggers/", {"name": "d", "agent": draft, "kind": "webhook"}, format="json"
+    )
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "agent_not_published"
+
+
+@pytest.mark.django_db
+def test_other_tenants_agents_and_triggers(world, alice_client, charlie_client):
+    agent_id = create_agent(alice_client, ECHO)
+    response = charlie_client.post(
+        "/api/v1/triggers/", {"name": "x", "agent": agent_id, "kind": "webhook"}, format="json"
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["fields"] == {"agent": ["No agent with this id."]}
+    trigger = _make(alice_client, agent_id)
+    assert charlie_client.get(f"/api/v1/triggers/{trigger['id']}").status_code == 404
+    assert charlie_client.post(f"/api/v1/triggers/{trigger['id']}/disable").status_code == 404
+
+
+@pytest.mark.django_db
+def test_schedule_follows_the_trigger_in_celery_beat(world, alice_client, settings):
+    agent_id = create_agent(alice_client, ECHO)
+    response = alice_client.post(
+        "/api/v1/triggers/",
+        {"name": "nightly", "agent": agent_id, "kind": "schedule", "config": {"interval_s": 5}},
+        format="json",
+    )
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "interval_too_short"
+    trigger = _make(
+        alice_client,
+        agent_id,
+        kind="schedule",
+        name="nightly",
+        config={"cron": "30 2 * * 1-5", "timezone": "Europe/Paris"},
+        input_mapping={"order": 9},
+    )
+    task = PeriodicTask.objects.get(name=f"falcon-trigger-{trigger['id']}")
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week, str(task.crontab.timezone)) == (
+        "30",
+        "2",
+        "1-5",
+        "Europe/Paris",
+    )
+    assert task.task == "agents.tasks.trigger_fire_task"
+    assert task.enabled is True
+    alice_client.patch(f"/api/v1/triggers/{trigger['id']}", {"config": {"interval_s": 120}}, format="json")
+    alice_client.post(f"/api/v1/triggers/{trigger['id']}/disable")
+    task.refresh_from_db()
+    assert task.interval.every == 120
+    assert task.crontab is None
+    assert task.enabled is False
+    assert alice_client.delete(f"/api/v1/triggers/{trigger['id']}").status_code == 204
+    assert not PeriodicTask.objects.filter(pk=task.pk).exists()
+
+
+@pytest.mark.django_db
+def test_schedule_overlap_policy(world, alice_client):
+    agent_id = create_agent(alice_client, ECHO)
+    trigger = _make(
+        alice_client,
+        agent_id,
+        kind="schedule",
+        name="s",
+        config={"interval_s": 60},
+        input_mapping={"order": 1},
+    )
+    assert trigger_fire_scheduled(trigger["id"]) == "fired"
+    assert trigger_fire_scheduled(trigger["id"]) == "skipped"  # the first run is still queued
+    assert Run.objects.count() == 1
+    alice_client.patch(f"/api/v1/triggers/{trigger['id']}", {"config": {"overlap": "queue"}}, format="json")
+    assert trigger_fire_scheduled(trigger["id"]) == "fired"
+    assert Run.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_mode_answers_with_the_output(world, alice_client, client, celery_worker, llm):
+    agent_id = create_agent(alice_client, ECHO)
+    trigger = _make(
+        alice_client, agent_id, config={"sync_wait_s": 20}, input_mapping={"order": "{{ event.body.n }}"}
+    )
+    body = b'{"n": 42}'
+    response = _post(
+        client, f"/hooks/{trigger['public_id']}", body, **_standard_headers(trigger["signing_secret"], body)
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["output"] == "order 42"
+    assert response.json()["status"] == "succeeded"
