@@ -106,3 +106,24 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
             )
         time.sleep(0.05)
     return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)
+
+
+@csrf_exempt
+@require_POST
+def email_receive_http(request: HttpRequest, public_id: str) -> JsonResponse:
+    """A raw RFC 822 message, for providers that forward mail over HTTP (shared-secret header)."""
+    from agents.inbound_email import email_receive
+
+    trigger = Trigger.objects.filter(public_id=public_id, kind=Trigger.Kind.EMAIL, enabled=True).first()
+    if trigger is None:
+        return _error(404, "not_found", "Not found.")
+    offered = request.headers.get("X-Falcon-Email-Secret", "")
+    problem = trigger_services.verify_header(trigger_services.signing_secrets(trigger), offered)
+    if problem:
+        return _error(401, "bad_signature", f"The delivery is not authenticated: {problem}.")
+    if not request.body:
+        return _error(400, "empty_message", "The body must be the raw message (RFC 822).")
+    record, run = email_receive(trigger, request.body)
+    if run is None:
+        return _error(422, record.code, record.message)
+    return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)

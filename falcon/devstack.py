@@ -31,6 +31,7 @@ def _commands(host: str, port: int) -> dict[str, list[str]]:
             "--concurrency=4",
         ],
         "beat": [python, "-m", "celery", "-A", "falcon", "beat", "--loglevel=INFO"],
+        "smtp": [python, "manage.py", "smtp_inbound", "--host", host],
     }
 
 
@@ -53,7 +54,7 @@ def main() -> int:
         # Own process groups: the terminal's Ctrl-C reaches us, and we stop the children in order.
         children[name] = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)  # noqa: S603 - fixed argv
     print(
-        f"Falcon is running on http://{args.host}:{args.port}/ (web, worker, beat). Ctrl-C stops all.",
+        f"Falcon runs on http://{args.host}:{args.port}/ (web, worker, beat, SMTP). Ctrl-C stops all.",
         flush=True,
     )
 

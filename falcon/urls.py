@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from agents.webhooks import webhook_receive
+from agents.webhooks import email_receive_http, webhook_receive
 from falcon import views
 from falcon.api import handler404 as handler404_view
 
@@ -18,6 +18,7 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("invitations/accept", views.invitation_accept_page, name="invitation-accept-page"),
+    path("hooks/email/<str:public_id>", email_receive_http, name="webhook-email"),
     path("hooks/<str:public_id>", webhook_receive, name="webhook"),
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),

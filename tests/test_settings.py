@@ -214,7 +214,7 @@ def test_devstack_serves_and_ctrl_c_stops_everything(tmp_path):
     import signal
     import urllib.request
 
-    env = _env(FALCON_VAR_DIR=str(tmp_path))
+    env = _env(FALCON_VAR_DIR=str(tmp_path), FALCON_SMTP_INBOUND_PORT=str(_free_port()))
     _manage("migrate", "--noinput", env=env)
     port = _free_port()
     stack = subprocess.Popen(

@@ -206,6 +206,7 @@ class VariableUpdateSerializer(StrictSerializer):
 class TriggerSerializer(serializers.ModelSerializer):
     agent = serializers.SerializerMethodField()
     url = serializers.SerializerMethodField()
+    address = serializers.SerializerMethodField()
 
     class Meta:
         model = Trigger
@@ -219,6 +220,7 @@ class TriggerSerializer(serializers.ModelSerializer):
             "input_mapping",
             "public_id",
             "url",
+            "address",
             "created_at",
             "updated_at",
             "last_fired_at",
@@ -231,7 +233,14 @@ class TriggerSerializer(serializers.ModelSerializer):
     def get_url(self, trigger: Trigger) -> str | None:
         from django.conf import settings
 
+        if trigger.kind == "email":
+            return f"{settings.FALCON_BASE_URL}/hooks/email/{trigger.public_id}"
         return f"{settings.FALCON_BASE_URL}/hooks/{trigger.public_id}" if trigger.kind == "webhook" else None
+
+    def get_address(self, trigger: Trigger) -> str | None:
+        from agents.inbound_email import address_of
+
+        return address_of(trigger) if trigger.kind == "email" else None
 
 
 class TriggerCreatedSerializer(TriggerSerializer):

@@ -137,9 +137,16 @@ def _validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
                 f"The minimum interval is {minimum} s.", code="interval_too_short", field="config.interval_s"
             )
         return {"interval_s": interval, "overlap": overlap}
-    raise InvalidInput(
-        "Inbound e-mail triggers are not available yet.", code="kind_unavailable", field="kind"
-    )
+    senders = config.get("allowed_senders") or []
+    if not isinstance(senders, list) or not all(isinstance(x, str) and "@" in x for x in senders):
+        raise InvalidInput(
+            "allowed_senders is a list of addresses or @domains.", field="config.allowed_senders"
+        )
+    return {
+        "allowed_senders": senders,
+        "store_attachments": bool(config.get("store_attachments")),
+        "max_attachment_bytes": int(config.get("max_attachment_bytes") or 1024 * 1024),
+    }
 
 
 def _sync_schedule(trigger: Trigger) -> None:
@@ -228,9 +235,12 @@ def trigger_create(
         config=_validate_config(kind, config),
         input_mapping=mapping,
         created_by=created_by,
-        public_id="trg_" + secrets.token_urlsafe(18),
+        # E-mail addresses are case-insensitive: those triggers get a lowercase id.
+        public_id=("em" + secrets.token_hex(16))
+        if kind == Trigger.Kind.EMAIL
+        else "trg_" + secrets.token_urlsafe(18),
     )
-    secret = _add_secret(trigger) if kind == Trigger.Kind.WEBHOOK else None
+    secret = _add_secret(trigger) if kind in (Trigger.Kind.WEBHOOK, Trigger.Kind.EMAIL) else None
     try:
         with transaction.atomic():
             trigger.save(force_insert=True)
@@ -308,8 +318,8 @@ def trigger_update(
 def trigger_rotate_secret(*, trigger: Trigger, actor: Actor) -> str:
     """A new signing secret; the previous ones keep verifying for 24 h (overlap for senders to switch)."""
     trigger = Trigger.objects.select_for_update().get(pk=trigger.pk)
-    if trigger.kind != Trigger.Kind.WEBHOOK:
-        raise Conflict("Only webhook triggers have signing secrets.", code="not_a_webhook")
+    if trigger.kind == Trigger.Kind.SCHEDULE:
+        raise Conflict("Schedule triggers have no secret.", code="no_secret")
     secret = _add_secret(trigger)
     trigger.save(update_fields=["secrets"])
     audit_record(
