@@ -14,6 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -446,6 +447,17 @@ def trigger_fire_scheduled(trigger_id: str) -> str:
     trigger = Trigger.objects.filter(pk=trigger_id, enabled=True).first()
     if trigger is None:
         return "gone or disabled"
+    # Claim this slot: beat may deliver a slot twice (its last-run time is saved lazily, and a second
+    # beat process would fire too); a firing within half an interval of the last one is the same slot.
+    now = timezone.now()
+    half = timedelta(seconds=float(trigger.config.get("interval_s", 60)) / 2)
+    claimed = (
+        Trigger.objects.filter(pk=trigger.pk)
+        .filter(Q(last_fired_at__isnull=True) | Q(last_fired_at__lt=now - half))
+        .update(last_fired_at=now)
+    )
+    if not claimed:
+        return "duplicate"
     if trigger.config.get("overlap", "skip") == "skip":
         busy = Run.objects.filter(
             trigger_ref=str(trigger.pk),

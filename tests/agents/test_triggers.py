@@ -239,10 +239,20 @@ def test_schedule_overlap_policy(world, alice_client):
         config={"interval_s": 60},
         input_mapping={"order": 1},
     )
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    def next_slot() -> None:  # as if the interval had passed
+        Trigger.objects.filter(pk=trigger["id"]).update(last_fired_at=timezone.now() - timedelta(seconds=61))
+
     assert trigger_fire_scheduled(trigger["id"]) == "fired"
+    assert trigger_fire_scheduled(trigger["id"]) == "duplicate"  # the same slot delivered twice by beat
+    next_slot()
     assert trigger_fire_scheduled(trigger["id"]) == "skipped"  # the first run is still queued
     assert Run.objects.count() == 1
     alice_client.patch(f"/api/v1/triggers/{trigger['id']}", {"config": {"overlap": "queue"}}, format="json")
+    next_slot()
     assert trigger_fire_scheduled(trigger["id"]) == "fired"
     assert Run.objects.count() == 2
 
