@@ -100,9 +100,12 @@ def run_claim(run_id: Any) -> Run | None:
         list(Tenant.objects.select_for_update(no_key=True).filter(pk=run.tenant_id).values_list("pk"))
         running = Run.objects.filter(tenant_id=run.tenant_id, status=Run.Status.RUNNING).count()
         if running >= settings.FALCON_RUN_CONCURRENCY_PER_TENANT:
-            return None  # stays queued; dispatched when a run of this tenant finishes (or by the sweeper)
+            # Stays queued, marked so that a finishing run of this tenant dispatches it again.
+            Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)
+            return None
         claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
             status=Run.Status.RUNNING,
+            deferred=False,
             claims=F("claims") + 1,
             heartbeat_at=now,
             started_at=Coalesce(F("started_at"), now),
@@ -436,23 +439,29 @@ def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks)
     return status if updated else None
 
 
-def runs_dispatch_tenant(tenant_id: Any, limit: int | None = None) -> int:
-    """Enqueues the oldest queued runs of a tenant that now has room to run them."""
+def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
+    """Enqueues a tenant's queued runs that have no task on the way, as far as its limit allows.
+
+    Those are the runs the concurrency limit deferred, and (from the sweeper, with ``lost_before``)
+    runs queued so long ago that their task must have been lost. Fresh queued runs already have a task:
+    dispatching them again would only make claims fail (and flood the broker under a backlog).
+    """
     from agents.tasks import run_execute_task
 
     running = Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
-    room = settings.FALCON_RUN_CONCURRENCY_PER_TENANT - running if limit is None else limit
+    room = settings.FALCON_RUN_CONCURRENCY_PER_TENANT - running
     if room <= 0:
         return 0
-    # Only runs that have waited a moment: fresh ones already have their own task on the way.
-    stale = timezone.now() - timedelta(seconds=1)
+    waiting = Q(deferred=True)
+    if lost_before is not None:
+        waiting |= Q(enqueued_at__lt=lost_before)
     ids = list(
-        Run.objects.filter(tenant_id=tenant_id, status=Run.Status.QUEUED, enqueued_at__lt=stale)
+        Run.objects.filter(waiting, tenant_id=tenant_id, status=Run.Status.QUEUED)
         .order_by("enqueued_at")
         .values_list("pk", flat=True)[:room]
     )
     if ids:
-        Run.objects.filter(pk__in=ids).update(enqueued_at=timezone.now())
+        Run.objects.filter(pk__in=ids).update(enqueued_at=timezone.now(), deferred=False)
         for run_id in ids:
             run_execute_task.delay(str(run_id))
     return len(ids)
@@ -499,7 +508,9 @@ def runs_sweep() -> dict[str, int]:
         .values("tenant_id")
         .annotate(n=Count("pk"))
     )
-    redispatched = sum(runs_dispatch_tenant(row["tenant_id"]) for row in tenants)
+    redispatched = sum(
+        runs_dispatch_tenant(row["tenant_id"], lost_before=redispatch_before) for row in tenants
+    )
     return {"requeued": requeued, "failed": failed, "redispatched": redispatched}
 
 

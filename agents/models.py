@@ -105,6 +105,7 @@ class Run(models.Model):
     claims = models.PositiveIntegerField(
         default=0, help_text="Times a worker claimed it (crash re-queues count)."
     )
+    deferred = models.BooleanField(default=False, help_text="Left queued by the tenant's concurrency limit.")
     active_seconds = models.FloatField(default=0, help_text="Execution time so far, waits excluded.")
     cancel_requested_at = models.DateTimeField(null=True, blank=True)
     waiting_step = models.CharField(max_length=300, blank=True)
