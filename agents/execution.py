@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from agents import llm
 from agents.engine.runner import Runner, RunOutcome
-from agents.engine.spec import WorkflowSpec
+from agents.engine.spec import spec_for_version
 from agents.engine.types import LlmRequest, LlmResult, RunCancelled, StepFailure, StepRecord
 from agents.engine.validate import input_problems
 from agents.models import Agent, Run, StepRun, Variable
@@ -278,7 +278,7 @@ class DatabaseHooks:
         )
         if agent is None or agent.published_version is None:
             raise StepFailure(f"no published agent named {name!r}", code="unknown_agent")
-        spec = WorkflowSpec.model_validate(agent.published_version.definition)
+        spec = spec_for_version(agent.published_version.pk, agent.published_version.definition)
         problems = input_problems(spec.inputs, input)
         if problems:
             raise StepFailure(
@@ -309,7 +309,7 @@ class DatabaseHooks:
         )
         if agent is None or agent.published_version is None:
             return {"type": "object"}
-        schema = WorkflowSpec.model_validate(agent.published_version.definition).inputs
+        schema = spec_for_version(agent.published_version.pk, agent.published_version.definition).inputs
         return schema if schema.get("type") == "object" else {"type": "object"}
 
     def call_connector(self, step_type: str, connector: str, operation: dict[str, Any]) -> Any:
@@ -352,7 +352,7 @@ def run_execute(run_id: Any) -> str | None:
     heartbeats.add(run.pk)
     started = time.monotonic()
     try:
-        spec = WorkflowSpec.model_validate(run.version.definition)
+        spec = spec_for_version(run.version_id, run.version.definition)
         done = (
             StepRun.objects.filter(run=run, kind=StepRun.Kind.STEP)
             .filter(Q(status=StepRun.Status.SUCCEEDED) | Q(status=StepRun.Status.SKIPPED))

@@ -151,3 +151,19 @@ def workflow_json_schema() -> dict[str, Any]:
     schema["$id"] = "/api/v1/schemas/workflow.json"
     schema["title"] = "Falcon workflow definition"
     return schema
+
+
+_SPEC_CACHE: dict[str, WorkflowSpec] = {}
+_SPEC_CACHE_MAX = 1024
+
+
+def spec_for_version(version_id: object, definition: dict[str, Any]) -> WorkflowSpec:
+    """The parsed spec of an agent version. Versions are immutable, so one parse per process suffices."""
+    key = str(version_id)
+    spec = _SPEC_CACHE.get(key)
+    if spec is None:
+        spec = WorkflowSpec.model_validate(definition)
+        if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
+            _SPEC_CACHE.clear()
+        _SPEC_CACHE[key] = spec
+    return spec

@@ -8,7 +8,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from agents.engine.spec import WorkflowSpec
+from agents.engine.spec import spec_for_version
 from agents.engine.validate import input_problems
 from agents.models import Agent, AgentVersion, Run
 from falcon.errors import Conflict, InvalidInput
@@ -67,7 +67,7 @@ def run_start(
     version = version or agent.published_version
     if version is None:
         raise Conflict("The agent has no published version; publish one first.", code="agent_not_published")
-    spec = WorkflowSpec.model_validate(version.definition)
+    spec = spec_for_version(version.pk, version.definition)
     problems = input_problems(spec.inputs, input)
     if problems:
         raise RunInputInvalid(problems)
