@@ -44,7 +44,7 @@ def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 @require_POST
 def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
     trigger = (
-        Trigger.objects.select_related("agent")
+        Trigger.objects.select_related("agent__published_version")
         .filter(public_id=public_id, kind=Trigger.Kind.WEBHOOK, enabled=True)
         .first()
     )

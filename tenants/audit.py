@@ -105,7 +105,8 @@ def audit_record(
     concurrent writers in one tenant take turns at the chain head instead of forking it.
     """
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
-    with transaction.atomic():
+    # No savepoint inside the caller's transaction: an audit failure must undo the change anyway.
+    with transaction.atomic(savepoint=False):
         list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk", flat=True))
         head = (
             AuditEvent.objects.filter(tenant_id=tenant_id).order_by("-seq").values_list("seq", "hash").first()

@@ -418,7 +418,12 @@ def trigger_fire(
             delivery_id=delivery_id[:200],
         ), None
 
-    agent = Agent.objects.select_related("published_version").get(pk=trigger.agent_id)
+    cached = Trigger.agent.is_cached(trigger) and Agent.published_version.is_cached(trigger.agent)
+    agent = (
+        trigger.agent
+        if cached
+        else Agent.objects.select_related("published_version").get(pk=trigger.agent_id)
+    )
     try:
         run_input = templates.render(trigger.input_mapping, {"event": event})
     except templates.TemplateError as exc:
