@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST
 
 from agents.models import Run, Trigger, TriggerEvent
 from agents.services import triggers as trigger_services
+from agents.services.runs import run_wait
 from falcon.middleware import error_body
 
 HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
@@ -96,15 +97,13 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
     if run is None:
         return _error(422, record.code, record.message)
     wait = float(config.get("sync_wait_s") or 0)
-    deadline = time.monotonic() + wait
-    while wait and time.monotonic() < deadline:
-        run.refresh_from_db(fields=["status", "output", "error"])
+    if wait:
+        run = run_wait(run.pk, wait)
         if run.status in Run.FINISHED:
             return JsonResponse(
                 {"run_id": str(run.pk), "status": run.status, "output": run.output, "error": run.error},
                 status=200,
             )
-        time.sleep(0.05)
     return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from django.db.models import QuerySet
@@ -44,8 +43,6 @@ from falcon.errors import InvalidInput, NotFound
 from tenants.api.base import TenantScopedViewSet
 from tenants.api.views import TENANT_HEADER_PARAMETER
 from tenants.permissions import Action
-
-WAIT_POLL_S = 0.05
 
 
 class WorkflowSchemaView(APIView):
@@ -206,14 +203,8 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
 
 
 def _run_response(run_id: Any, wait_s: float) -> Response:
-    deadline = time.monotonic() + wait_s
-    while True:
-        run = Run.objects.select_related("agent", "version").get(pk=run_id)
-        finished = run.status in Run.FINISHED
-        if finished or time.monotonic() >= deadline:
-            break
-        time.sleep(WAIT_POLL_S)
-    if finished:
+    run = run_services.run_wait(run_id, wait_s)
+    if run.status in Run.FINISHED:
         return Response(RunDetailSerializer(run).data, status=status.HTTP_200_OK)
     return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 

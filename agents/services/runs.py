@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -193,3 +194,16 @@ def run_rerun(*, run: Run, actor: Actor) -> Run:
         rerun_of=run,
     )
     return new_run
+
+
+WAIT_POLL_S = 0.05
+
+
+def run_wait(run_id: Any, wait_s: float) -> Run:
+    """The run, once finished or when ``wait_s`` is up (a bounded long poll for synchronous callers)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = Run.objects.select_related("agent", "version").get(pk=run_id)
+        if run.status in Run.FINISHED or time.monotonic() >= deadline:
+            return run
+        time.sleep(WAIT_POLL_S)
