@@ -32,6 +32,8 @@ from agents.engine.types import LlmRequest, LlmResult, RunCancelled, StepFailure
 from agents.engine.validate import input_problems
 from agents.models import Agent, Run, StepRun, Variable
 from agents.payloads import log_safe
+from billing.plans import Metric
+from billing.quotas import plan_limit
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -99,7 +101,7 @@ def run_claim(run_id: Any) -> Run | None:
     with transaction.atomic():
         list(Tenant.objects.select_for_update(no_key=True).filter(pk=run.tenant_id).values_list("pk"))
         running = Run.objects.filter(tenant_id=run.tenant_id, status=Run.Status.RUNNING).count()
-        if running >= settings.FALCON_RUN_CONCURRENCY_PER_TENANT:
+        if running >= plan_limit(run.tenant_id, Metric.CONCURRENT_RUNS):
             # Stays queued, marked so that a finishing run of this tenant dispatches it again.
             Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)
             return None
@@ -250,6 +252,20 @@ class DatabaseHooks:
 
     def llm(self, request: LlmRequest) -> LlmResult:
         credentials = self._llm_credentials(request)
+        reservation = llm.llm_budget_reserve(
+            request,
+            tenant_id=self.run.tenant_id,
+            agent_id=self.run.agent_id,
+            own_credentials=credentials is not None,
+        )
+        result: LlmResult | None = None
+        try:
+            result = self._llm_wait(request, credentials)
+            return result
+        finally:
+            llm.llm_budget_settle(reservation, result)
+
+    def _llm_wait(self, request: LlmRequest, credentials: dict[str, Any] | None) -> LlmResult:
         # Release the database connection for the seconds the provider takes (see the module docstring).
         if not connection.in_atomic_block:
             connection.close()
@@ -449,7 +465,7 @@ def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
     from agents.tasks import run_execute_task
 
     running = Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
-    room = settings.FALCON_RUN_CONCURRENCY_PER_TENANT - running
+    room = plan_limit(tenant_id, Metric.CONCURRENT_RUNS) - running
     if room <= 0:
         return 0
     waiting = Q(deferred=True)

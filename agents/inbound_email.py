@@ -16,6 +16,7 @@ from django.conf import settings
 
 from agents.models import Run, Trigger, TriggerEvent
 from agents.services.triggers import trigger_fire
+from billing.quotas import QuotaExceeded
 
 
 class _TextOnly(HTMLParser):
@@ -157,5 +158,9 @@ class InboundHandler:
                     started += 1
             return started
 
-        await _then_close(deliver)()
+        try:
+            await _then_close(deliver)()
+        except QuotaExceeded as exc:
+            # A temporary failure: the sending server retries later, when the quota may have renewed.
+            return f"452 4.2.2 Quota exceeded ({exc.metric})"
         return "250 Message accepted"

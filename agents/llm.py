@@ -18,6 +18,7 @@ from django.conf import settings
 
 from agents.engine.spec import PROVIDERS
 from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
+from billing.quotas import QuotaExceeded, Reservation, quota_reserve, quota_settle
 
 logger = logging.getLogger(__name__)
 _import_lock = threading.Lock()
@@ -250,3 +251,44 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
         latency_ms=latency_ms,
         tool_calls=tool_calls,
     )
+
+
+# --- quotas: every call reserves its estimate first and settles the real figures after ------------------
+
+DEFAULT_COMPLETION_ESTIMATE = 1024
+
+
+def llm_estimate(request: LlmRequest) -> tuple[int, Decimal]:
+    """Tokens and USD a call may use at most (roughly): the prompt's size plus the completion budget."""
+    prompt = len(json.dumps([request.messages, request.tools or []], default=str)) // 4 + 1
+    if request.max_tokens is not None:
+        completion = request.max_tokens
+    elif provider_of(request.model) == "anthropic":
+        completion = ANTHROPIC_DEFAULT_MAX_TOKENS
+    else:
+        completion = DEFAULT_COMPLETION_ESTIMATE
+    cost = _cost(request.model, _litellm_model(request.model), prompt, completion)
+    return prompt + completion, Decimal(str(cost))
+
+
+def llm_budget_reserve(
+    request: LlmRequest, *, tenant_id: Any, agent_id: Any, own_credentials: bool
+) -> Reservation:
+    """Holds the call's estimate on the tenant's token quota, platform spend (when Falcon's keys pay)
+    and spend caps; a refusal is a non-retryable ``quota_exceeded`` failure that stops the run."""
+    tokens, cost = llm_estimate(request)
+    platform = not own_credentials and provider_of(request.model) != "sandbox"
+    try:
+        return quota_reserve(tenant_id, tokens=tokens, cost_usd=cost, platform=platform, agent_id=agent_id)
+    except QuotaExceeded as exc:
+        raise LlmError(exc.message, code="quota_exceeded", retryable=False) from exc
+
+
+def llm_budget_settle(reservation: Reservation, result: LlmResult | None) -> None:
+    """Replaces the estimate by the call's real tokens and cost (nothing when it failed)."""
+    if result is None:
+        quota_settle(reservation, tokens=0, cost_usd=0)
+    else:
+        quota_settle(
+            reservation, tokens=result.prompt_tokens + result.completion_tokens, cost_usd=result.cost_usd
+        )

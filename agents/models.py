@@ -237,6 +237,7 @@ class Trigger(models.Model):
     name = models.CharField(max_length=100)
     kind = models.CharField(max_length=16, choices=Kind.choices)
     enabled = models.BooleanField(default=True)
+    disabled_reason = models.CharField(max_length=300, blank=True, help_text="Why the system disabled it.")
     public_id = models.CharField(max_length=48, unique=True)
     config = models.JSONField(default=dict)
     input_mapping = models.JSONField(default=dict, blank=True, help_text="Template(s) over `event`.")

@@ -15,6 +15,8 @@ from django.views.decorators.http import require_POST
 from agents.models import Run, Trigger, TriggerEvent
 from agents.services import triggers as trigger_services
 from agents.services.runs import run_wait
+from billing.quotas import QuotaExceeded
+from falcon.errors import FalconError
 from falcon.middleware import error_body
 
 HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
@@ -22,6 +24,10 @@ HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signatu
 
 def _error(status: int, code: str, message: str) -> JsonResponse:
     return JsonResponse(error_body(code, message), status=status)
+
+
+def _falcon_error(exc: FalconError) -> JsonResponse:
+    return JsonResponse(error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code)
 
 
 def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
@@ -88,12 +94,15 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         "query": dict(request.GET.items()),
         "headers": {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS},
     }
-    record, run = trigger_services.trigger_fire(
-        trigger=trigger,
-        event=event,
-        delivery_id=delivery_id,
-        idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
-    )
+    try:
+        record, run = trigger_services.trigger_fire(
+            trigger=trigger,
+            event=event,
+            delivery_id=delivery_id,
+            idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
+        )
+    except QuotaExceeded as exc:
+        return _falcon_error(exc)
     if run is None:
         return _error(422, record.code, record.message)
     wait = float(config.get("sync_wait_s") or 0)
@@ -122,7 +131,10 @@ def email_receive_http(request: HttpRequest, public_id: str) -> JsonResponse:
         return _error(401, "bad_signature", f"The delivery is not authenticated: {problem}.")
     if not request.body:
         return _error(400, "empty_message", "The body must be the raw message (RFC 822).")
-    record, run = email_receive(trigger, request.body)
+    try:
+        record, run = email_receive(trigger, request.body)
+    except QuotaExceeded as exc:
+        return _falcon_error(exc)
     if run is None:
         return _error(422, record.code, record.message)
     return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)

@@ -8,6 +8,8 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.plans import Metric
+from billing.quotas import quota_count_check, quota_over_limit_check
 from connectors import crypto
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, ConnectorError, Resolved
 from connectors.models import Connector
@@ -72,6 +74,7 @@ def connector_create(
     problems = kind_class.validate(config, secrets)
     if problems:
         raise ConnectorInvalid(problems)
+    quota_count_check(tenant, Metric.CONNECTORS)
     connector = Connector(tenant=tenant, name=name.strip(), kind=kind, config=config, created_by=created_by)
     _store_secrets(connector, dict(secrets))
     try:
@@ -100,6 +103,7 @@ def connector_update(
     secrets: dict[str, str | None] | None = None,
 ) -> Connector:
     """Config keys given replace the old ones; secrets given are replaced (null or "" clears one)."""
+    quota_over_limit_check(connector.tenant_id, Metric.CONNECTORS)
     connector = Connector.objects.select_for_update().get(pk=connector.pk)
     before = _audit_view(connector)
     merged_config = {**connector.config, **(config or {})}

@@ -49,7 +49,12 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's exception handler, answering every failure in ``{"error": {code, message, fields}}``."""
     if isinstance(exc, FalconError):
         set_rollback()
-        return Response(error_body(exc.code, exc.message, exc.fields), status=exc.status_code)
+        wait = getattr(exc, "wait", None)
+        return Response(
+            error_body(exc.code, exc.message, exc.fields, exc.details),
+            status=exc.status_code,
+            headers={"Retry-After": str(max(1, int(wait)))} if wait is not None else None,
+        )
     if isinstance(exc, Http404 | django_exceptions.ObjectDoesNotExist):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, django_exceptions.PermissionDenied):

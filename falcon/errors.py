@@ -19,6 +19,11 @@ class FalconError(Exception):
     def fields(self) -> dict[str, list[str]]:
         return {self.field: [self.message]} if self.field else {}
 
+    @property
+    def details(self) -> dict[str, object]:
+        """Extra members of the error object (a quota's metric, limit and usage)."""
+        return {}
+
 
 class InvalidInput(FalconError):
     status_code = 400

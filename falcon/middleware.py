@@ -46,9 +46,14 @@ class RequestIdLogFilter(logging.Filter):
         return True
 
 
-def error_body(code: str, message: str, fields: Mapping[str, object] | None = None) -> dict[str, object]:
-    """The one error shape of the API."""
-    return {"error": {"code": code, "message": message, "fields": dict(fields or {})}}
+def error_body(
+    code: str,
+    message: str,
+    fields: Mapping[str, object] | None = None,
+    details: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The one error shape of the API (``details``: e.g. a quota's metric, limit and usage)."""
+    return {"error": {"code": code, "message": message, "fields": dict(fields or {}), **(details or {})}}
 
 
 class BodySizeLimitMiddleware:

@@ -307,6 +307,10 @@ CELERY_BEAT_SCHEDULE = {
     # Runs whose worker died (stale heartbeat) are re-queued or failed; due waits are resumed.
     "runs-sweep": {"task": "agents.tasks.runs_sweep_task", "schedule": 15},
     "runs-resume-due": {"task": "agents.tasks.runs_resume_due_task", "schedule": 5},
+    # Billing: past-due grace periods, overage to Stripe meters, run-log retention per plan.
+    "billing-grace-expire": {"task": "billing.tasks.grace_expire_task", "schedule": 15 * 60},
+    "billing-meter-report": {"task": "billing.tasks.meter_report_task", "schedule": 60 * 60},
+    "billing-retention-prune": {"task": "billing.tasks.retention_prune_task", "schedule": 6 * 60 * 60},
 }
 
 # --- Security -------------------------------------------------------------------------------------------
@@ -338,13 +342,24 @@ FALCON_LLM_PROVIDERS = {
 FALCON_RUN_HEARTBEAT_INTERVAL_S = env_int("FALCON_RUN_HEARTBEAT_INTERVAL_S", 10, minimum=1)
 FALCON_RUN_HEARTBEAT_TIMEOUT_S = env_int("FALCON_RUN_HEARTBEAT_TIMEOUT_S", 120, minimum=2)
 FALCON_RUN_MAX_CLAIMS = env_int("FALCON_RUN_MAX_CLAIMS", 3, minimum=1)
-FALCON_RUN_CONCURRENCY_PER_TENANT = env_int("FALCON_RUN_CONCURRENCY_PER_TENANT", 100, minimum=1)
 FALCON_RUN_PAYLOAD_LIMIT_BYTES = env_int("FALCON_RUN_PAYLOAD_LIMIT_BYTES", 256 * 1024, minimum=1024)
 FALCON_INBOUND_EMAIL_DOMAIN = env_str("FALCON_INBOUND_EMAIL_DOMAIN", "inbound.localhost")
 FALCON_INBOUND_EMAIL_MAX_BYTES = env_int("FALCON_INBOUND_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
-FALCON_SCHEDULE_MIN_INTERVAL_S = env_int("FALCON_SCHEDULE_MIN_INTERVAL_S", 60, minimum=1)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
+
+# --- Billing: Stripe decides the plan, the plan decides the limits (billing/plans.py) --------------------
+# Without STRIPE_SECRET_KEY billing endpoints answer "billing not configured" and operators place
+# tenants on plans with `manage.py plan_set` (self-hosting).
+STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY", "")
+STRIPE_WEBHOOK_SECRET = env_str("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = env_str("STRIPE_API_BASE", "").rstrip("/")  # e.g. a local Stripe stand-in
+STRIPE_PRICES = {
+    (plan, interval): env_str(f"STRIPE_PRICE_{plan.upper()}_{interval.upper()}", "")
+    for plan in ("pro", "team", "enterprise")
+    for interval in ("month", "year")
+}
+FALCON_BILLING_GRACE_DAYS = env_int("FALCON_BILLING_GRACE_DAYS", 7, minimum=0)
 
 # --- Connectors -----------------------------------------------------------------------------------------
 # Connectors refuse private, loopback and link-local destinations unless listed here (CIDRs).

@@ -2,26 +2,72 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
+
+from falcon.errors import FalconError
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
+PLAN_RATE_TTL_S = 30.0
+_plan_rates: dict[Any, tuple[int, float]] = {}
+
+
+class RateLimited(FalconError):
+    status_code = 429
+    default_code = "rate_limited"
+
+    def __init__(self, limit: int, wait: float | None, metric: str) -> None:
+        super().__init__(f"Too many requests: {metric} allows {limit}; retry in {int(wait or 1)} s.")
+        self.limit = limit
+        self.metric = metric
+        self.wait = wait
+
+    @property
+    def details(self) -> dict[str, object]:
+        return {"metric": self.metric, "limit": self.limit}
+
+
+def _plan_rate(tenant_id: Any) -> int:
+    """The tenant's plan rate, cached briefly per process (a plan change applies within 30 s)."""
+    cached = _plan_rates.get(tenant_id)
+    now = time.monotonic()
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    from billing.plans import Metric
+    from billing.quotas import plan_limit
+
+    rate = int(plan_limit(tenant_id, Metric.API_REQUESTS_PER_MINUTE))
+    _plan_rates[tenant_id] = (rate, now + PLAN_RATE_TTL_S)
+    return rate
+
 
 class ApiRateThrottle(SimpleRateThrottle):
-    """Requests per API key (or signed-in user, or client IP) at ``FALCON_API_RATE``.
-
-    The billing issue replaces the single rate with the tenant's plan limit.
-    """
+    """Requests per API key at its tenant plan's ``api_requests_per_minute``; people signed in to the
+    dashboard (and anonymous callers, per IP) at ``FALCON_API_RATE``."""
 
     scope = "api"
 
     def get_rate(self) -> str | None:
         return str(settings.FALCON_API_RATE)
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        auth = request.auth
+        if auth is not None and hasattr(auth, "key_hash"):
+            self.rate = f"{_plan_rate(getattr(auth, 'tenant_id', None))}/min"
+            self.metric = "api_requests_per_minute"
+        else:
+            self.rate = self.get_rate()
+            self.metric = "FALCON_API_RATE"
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+        if super().allow_request(request, view):
+            return True
+        raise RateLimited(self.num_requests or 0, self.wait(), self.metric)
 
     def get_cache_key(self, request: Request, view: APIView) -> str | None:
         auth = request.auth

@@ -6,6 +6,7 @@ from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents.webhooks import email_receive_http, webhook_receive
+from billing.webhooks import stripe_webhook
 from falcon import views
 from falcon.api import handler404 as handler404_view
 
@@ -23,12 +24,14 @@ urlpatterns = [
     path("api/v1/", include("tenants.api.urls")),
     path("api/v1/", include("agents.api.urls")),
     path("api/v1/", include("connectors.api.urls")),
+    path("api/v1/", include("billing.api.urls")),
+    path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     # Unknown API paths answer in the API's error shape, in debug mode too.
-    re_path(r"^(api|hooks)/", handler404_view),
+    re_path(r"^(api|hooks|billing)/", handler404_view),
 ]
 
 handler400 = "falcon.api.handler400"

@@ -9,7 +9,7 @@ from rest_framework.request import Request
 from falcon.errors import Forbidden, InvalidInput, NotFound
 from tenants.audit import Actor
 from tenants.models import ApiKey, AuditEvent, Membership, Tenant, User
-from tenants.permissions import Action, role_allows, scopes_allow
+from tenants.permissions import OWNER_KEY_ONLY, Action, Role, role_allows, scopes_allow
 
 TENANT_HEADER = "X-Falcon-Tenant"
 
@@ -29,8 +29,18 @@ class TenantContext:
 
     def allows(self, action: Action) -> bool:
         if self.api_key is not None:
+            if action in OWNER_KEY_ONLY and not self._key_creator_is_owner():
+                return False
             return scopes_allow(self.api_key.scopes, action)
         return self.membership is not None and role_allows(self.membership.role, action)
+
+    def _key_creator_is_owner(self) -> bool:
+        assert self.api_key is not None
+        if self.api_key.created_by_id is None:
+            return False
+        return Membership.objects.filter(
+            tenant=self.tenant, user_id=self.api_key.created_by_id, role=Role.OWNER
+        ).exists()
 
     def require(self, action: Action) -> None:
         if not self.allows(action):

@@ -38,7 +38,9 @@ class Action(StrEnum):
     MEMBERS_MANAGE = "members.manage"
     MEMBERS_MANAGE_OWNERS = "members.manage_owners"
     API_KEYS_MANAGE = "api_keys.manage"
+    BILLING_READ = "billing.read"
     BILLING_MANAGE = "billing.manage"
+    SPEND_CAPS_MANAGE = "billing.spend_caps"
     AGENTS_READ = "agents.read"
     AGENTS_BUILD = "agents.build"
     AGENTS_PUBLISH = "agents.publish"
@@ -48,9 +50,9 @@ class Action(StrEnum):
     AUDIT_READ = "audit.read"
 
 
-_READ = {Action.TENANT_READ, Action.MEMBERS_READ, Action.AGENTS_READ, Action.RUNS_READ}
+_READ = {Action.TENANT_READ, Action.MEMBERS_READ, Action.AGENTS_READ, Action.RUNS_READ, Action.BILLING_READ}
 _BUILD = {Action.AGENTS_BUILD, Action.AGENTS_PUBLISH, Action.CONNECTORS_MANAGE}
-_MANAGE = {Action.TENANT_MANAGE, Action.MEMBERS_MANAGE, Action.API_KEYS_MANAGE}
+_MANAGE = {Action.TENANT_MANAGE, Action.MEMBERS_MANAGE, Action.API_KEYS_MANAGE, Action.SPEND_CAPS_MANAGE}
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.OWNER: frozenset(Action),
@@ -66,12 +68,17 @@ SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
     Scope.READ: frozenset(_READ),
     Scope.WRITE: frozenset(_BUILD | {Action.TENANT_READ, Action.AGENTS_READ}),
     Scope.RUN: frozenset({Action.AGENTS_RUN, Action.TENANT_READ, Action.AGENTS_READ, Action.RUNS_READ}),
-    Scope.ADMIN: frozenset(_MANAGE | {Action.TENANT_READ, Action.MEMBERS_READ}),
+    # billing.manage: only on keys an owner created (checked by TenantContext, see OWNER_KEY_ONLY).
+    Scope.ADMIN: frozenset(
+        _MANAGE | {Action.TENANT_READ, Action.MEMBERS_READ, Action.BILLING_READ, Action.BILLING_MANAGE}
+    ),
     Scope.AUDIT: frozenset({Action.AUDIT_READ, Action.TENANT_READ}),
 }
 
 # Actions only a person can take: a leaked key must not be able to take over or lock out a tenant.
-PERSON_ONLY = frozenset({Action.MEMBERS_MANAGE_OWNERS, Action.TENANT_SECURITY, Action.BILLING_MANAGE})
+PERSON_ONLY = frozenset({Action.MEMBERS_MANAGE_OWNERS, Action.TENANT_SECURITY})
+# Actions a key may take only while the person who created it is an owner of the tenant.
+OWNER_KEY_ONLY = frozenset({Action.BILLING_MANAGE})
 
 
 def role_allows(role: str, action: Action) -> bool:
@@ -87,7 +94,8 @@ def scopes_allow(scopes: Iterable[str], action: Action) -> bool:
 def role_may_grant_scopes(role: str, scopes: Iterable[str]) -> bool:
     """A member may mint a key only with scopes whose every action their own role holds."""
     granted = ROLE_ACTIONS.get(role, frozenset())
-    return all(SCOPE_ACTIONS[scope] <= granted for scope in scopes)
+    # Owner-key-only actions never pass through a non-owner's key, so they do not block minting.
+    return all(SCOPE_ACTIONS[scope] - OWNER_KEY_ONLY <= granted for scope in scopes)
 
 
 def role_matrix() -> list[tuple[str, list[str]]]:
@@ -112,7 +120,12 @@ def matrix_markdown() -> str:
         "|---|" + "---|" * len(scopes),
     ]
     lines += [
-        f"| `{action.value}` | " + " | ".join("✓" if scopes_allow([s], action) else "" for s in scopes) + " |"
+        f"| `{action.value}` | "
+        + " | ".join(
+            ("✓ (an owner's key)" if action in OWNER_KEY_ONLY else "✓") if scopes_allow([s], action) else ""
+            for s in scopes
+        )
+        + " |"
         for action in Action
     ]
     return "\n".join(lines)

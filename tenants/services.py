@@ -14,6 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from billing.plans import Feature, Metric
+from billing.quotas import feature_require, quota_count_check
 from falcon.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from tenants.audit import Actor, audit_record
 from tenants.models import SLUG_VALIDATOR, ApiKey, Invitation, Membership, Tenant, User
@@ -91,6 +93,8 @@ def tenant_update(
         before["name"], after["name"] = tenant.name, name.strip()
         tenant.name = name.strip()
     if require_mfa is not None and require_mfa != tenant.require_mfa:
+        if require_mfa:
+            feature_require(tenant, Feature.MFA_ENFORCEMENT, field="require_mfa")
         if require_mfa and acting_user is not None and not user_has_mfa(acting_user):
             raise InvalidInput(
                 "Turn on two-factor authentication for your own account before requiring it for everyone.",
@@ -127,6 +131,7 @@ def member_add(*, tenant: Tenant, user: User, role: str, actor: Actor) -> Member
     """Adds a person directly (operators and the demo seed; everyone else joins by invitation)."""
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise Conflict(f"{user.email} is already a member.", code="already_member")
+    quota_count_check(tenant, Metric.MEMBERS)
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
     audit_record(
         tenant=tenant,
@@ -244,6 +249,7 @@ def invitation_create(
     if pending:  # expired: retire it so the one-pending-per-address constraint lets the new one in
         pending.revoked_at = timezone.now()
         pending.save(update_fields=["revoked_at"])
+    quota_count_check(tenant, Metric.MEMBERS)
     token = invitation_token_generate()
     invitation = Invitation.objects.create(
         tenant=tenant,
@@ -327,6 +333,8 @@ def invitation_accept(*, token: str, user: User, actor: Actor) -> Membership:
         )
     if Membership.objects.filter(tenant=invitation.tenant, user=user).exists():
         raise Conflict("You are already a member of this tenant.", code="already_member")
+    # The invitation already holds its seat; this only refuses when a downgrade left too few.
+    quota_count_check(invitation.tenant, Metric.MEMBERS, adding=0)
     membership = Membership.objects.create(tenant=invitation.tenant, user=user, role=invitation.role)
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user

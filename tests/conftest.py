@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rest_framework.test import APIClient
 
+from billing.services import plan_set
 from tenants.audit import Actor
 from tenants.models import ApiKey, Membership, Tenant, User
 from tenants.permissions import Role
@@ -48,6 +49,9 @@ def world(db: None) -> World:
     tenant_a = tenant_create(slug="tenant-a", name="Tenant A", owner=alice, actor=SYSTEM)
     tenant_b = tenant_create(slug="tenant-b", name="Tenant B", owner=charlie, actor=SYSTEM)
     MembershipFactory(tenant=tenant_a, user=bob, role=Role.VIEWER)
+    # Enterprise: tests of other features do not meet plan limits; billing tests pick their plans.
+    plan_set(tenant=tenant_a, plan="enterprise", actor=SYSTEM)
+    plan_set(tenant=tenant_b, plan="enterprise", actor=SYSTEM)
     return World(tenant_a, tenant_b, alice, bob, charlie)
 
 

@@ -97,16 +97,27 @@ def test_unexpected_failure_is_500_in_the_same_shape_without_internals(world, al
 
 
 def test_rate_limit_is_429_per_key_in_the_same_shape(world, make_key, settings):
+    from billing.services import plan_set
+    from falcon import throttling
+    from tenants.audit import Actor
     from tests.conftest import key_client
 
-    settings.FALCON_API_RATE = "3/min"
+    # An API key's rate is its tenant plan's api_requests_per_minute.
+    plan_set(
+        tenant=world.tenant_a,
+        plan="enterprise",
+        overrides={"api_requests_per_minute": 3},
+        actor=Actor.system("tests"),
+    )
+    throttling._plan_rates.clear()
     _, token = make_key(world.tenant_a, ["read"])
     _, other = make_key(world.tenant_a, ["read"])
     client = key_client(token)
     assert [client.get("/api/v1/tenant").status_code for _ in range(3)] == [200, 200, 200]
     response = client.get("/api/v1/tenant")
     assert response.status_code == 429
-    assert _error(response)["code"] == "throttled"
+    error = _error(response)
+    assert (error["code"], error["metric"], error["limit"]) == ("rate_limited", "api_requests_per_minute", 3)
     assert int(response["Retry-After"]) > 0
     # Another key has its own budget.
     assert key_client(other).get("/api/v1/tenant").status_code == 200

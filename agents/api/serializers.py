@@ -216,6 +216,7 @@ class TriggerSerializer(serializers.ModelSerializer):
             "kind",
             "agent",
             "enabled",
+            "disabled_reason",
             "config",
             "input_mapping",
             "public_id",

@@ -13,6 +13,8 @@ from django.utils import timezone
 from agents.engine.spec import WorkflowSpec
 from agents.engine.validate import Problem, workflow_validate
 from agents.models import Agent, AgentVersion
+from billing.plans import Metric
+from billing.quotas import quota_count_check, quota_over_limit_check
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
 from tenants.models import Tenant, User
@@ -92,6 +94,7 @@ def agent_create(
         definition_validate(tenant=tenant, definition=definition)
     if Agent.objects.filter(tenant=tenant, name__iexact=name).exists():
         raise Conflict(f"An agent named {name!r} exists.", code="name_taken", field="name")
+    quota_count_check(tenant, Metric.AGENTS)
     try:
         with transaction.atomic():
             agent = Agent.objects.create(
@@ -116,6 +119,7 @@ def agent_create(
 def agent_update(
     *, agent: Agent, actor: Actor, name: str | None = None, description: str | None = None
 ) -> Agent:
+    quota_over_limit_check(agent.tenant_id, Metric.AGENTS)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     before: dict[str, Any] = {}
     after: dict[str, Any] = {}
@@ -151,6 +155,8 @@ def agent_archive(*, agent: Agent, actor: Actor, archived: bool = True) -> Agent
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     if bool(agent.archived_at) == archived:
         return agent
+    if not archived:
+        quota_count_check(agent.tenant_id, Metric.AGENTS)
     agent.archived_at = timezone.now() if archived else None
     agent.updated_at = timezone.now()
     agent.save(update_fields=["archived_at", "updated_at"])
@@ -172,6 +178,7 @@ def version_create(
 ) -> AgentVersion:
     """A new immutable version numbered after the last one; invalid definitions are never stored."""
     definition_validate(tenant=agent.tenant, definition=definition)
+    quota_over_limit_check(agent.tenant_id, Metric.AGENTS)
     locked = Agent.objects.select_for_update().get(pk=agent.pk)  # serialises version numbering
     if locked.archived_at:
         raise Conflict("The agent is archived; unarchive it first.", code="agent_archived")
@@ -198,6 +205,7 @@ def version_create(
 @transaction.atomic
 def version_publish(*, version: AgentVersion, actor: Actor) -> AgentVersion:
     """Makes ``version`` the one runs and triggers use; publishing an older one is a rollback."""
+    quota_over_limit_check(version.tenant_id, Metric.AGENTS)
     agent = (
         Agent.objects.select_for_update(of=("self",))
         .select_related("published_version")

@@ -12,6 +12,8 @@ from django.utils import timezone
 from agents.engine.spec import spec_for_version
 from agents.engine.validate import input_problems
 from agents.models import Agent, AgentVersion, Run
+from billing.plans import Metric
+from billing.quotas import quota_consume
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
 
@@ -81,6 +83,7 @@ def run_start(
                     idempotency_key=idempotency_key,
                     created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW,
                 ).update(idempotency_key=None)
+            quota_consume(agent.tenant_id, Metric.RUNS)
             run = Run.objects.create(
                 tenant_id=agent.tenant_id,
                 agent=agent,

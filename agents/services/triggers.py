@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import secrets
 import time
@@ -12,7 +13,7 @@ import zoneinfo
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
+from celery.schedules import crontab_parser
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -21,6 +22,15 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from agents.engine import templates
 from agents.models import Agent, Run, Trigger, TriggerEvent
 from agents.services.runs import RunInputInvalid, run_start
+from billing.plans import Metric
+from billing.quotas import (
+    PlanLimitReached,
+    QuotaExceeded,
+    entitlement,
+    plan_limit,
+    quota_count_check,
+    quota_over_limit_check,
+)
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
 from tenants.models import User
@@ -92,7 +102,30 @@ def _add_secret(trigger: Trigger) -> str:
 # --- validation and schedules ----------------------------------------------------------------------------
 
 
-def _validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+def _cron_min_gap_s(minute: str, hour: str) -> int:
+    """The shortest time between two firings of a cron expression (its densest day decides)."""
+    minutes = sorted(crontab_parser(60).parse(minute))
+    hours = sorted(crontab_parser(24).parse(hour))
+    times = [h * 60 + m for h in hours for m in minutes]
+    gaps = [b - a for a, b in itertools.pairwise(times)] + [times[0] + 24 * 60 - times[-1]]
+    return min(gaps) * 60
+
+
+def _interval_check(tenant_id: Any, seconds: int, field: str) -> None:
+    minimum = plan_limit(tenant_id, Metric.MIN_SCHEDULE_INTERVAL_S)
+    if seconds < minimum:
+        plan = entitlement(tenant_id).plan
+        raise PlanLimitReached(
+            Metric.MIN_SCHEDULE_INTERVAL_S.value,
+            minimum,
+            seconds,
+            message=f"The {plan.name} plan's shortest schedule interval is {minimum} s; this one fires "
+            f"every {seconds} s.",
+            field=field,
+        )
+
+
+def _validate_config(kind: str, config: dict[str, Any], tenant_id: Any) -> dict[str, Any]:
     if kind == Trigger.Kind.WEBHOOK:
         auth = config.get("auth", "standard")
         if auth not in WEBHOOK_AUTH:
@@ -128,15 +161,21 @@ def _validate_config(kind: str, config: dict[str, Any]) -> dict[str, Any]:
                 raise InvalidInput(
                     "cron needs 5 fields: minute hour day-of-month month day-of-week.", field="config.cron"
                 )
+            try:
+                gap = _cron_min_gap_s(parts[0], parts[1])
+                crontab_parser(31, 1).parse(parts[2])
+                crontab_parser(12, 1).parse(parts[3])
+                crontab_parser(7).parse(parts[4])
+            except (ValueError, IndexError) as exc:
+                raise InvalidInput(f"Invalid cron expression: {exc}", field="config.cron") from exc
+            _interval_check(tenant_id, gap, "config.cron")
             return {"cron": " ".join(parts), "timezone": tz, "overlap": overlap}
         interval = config.get("interval_s")
         if not isinstance(interval, int) or isinstance(interval, bool):
             raise InvalidInput("Give a cron expression or interval_s (seconds).", field="config.interval_s")
-        minimum = settings.FALCON_SCHEDULE_MIN_INTERVAL_S
-        if interval < minimum:
-            raise InvalidInput(
-                f"The minimum interval is {minimum} s.", code="interval_too_short", field="config.interval_s"
-            )
+        if interval < 1:
+            raise InvalidInput("interval_s must be at least 1.", field="config.interval_s")
+        _interval_check(tenant_id, interval, "config.interval_s")
         return {"interval_s": interval, "overlap": overlap}
     senders = config.get("allowed_senders") or []
     if not isinstance(senders, list) or not all(isinstance(x, str) and "@" in x for x in senders):
@@ -227,13 +266,14 @@ def trigger_create(
         )
     mapping = DEFAULT_MAPPING[kind] if input_mapping is None else input_mapping
     _check_mapping(mapping)
+    quota_count_check(agent.tenant_id, Metric.TRIGGERS)
     trigger = Trigger(
         tenant_id=agent.tenant_id,
         agent=agent,
         name=name.strip(),
         kind=kind,
         enabled=enabled,
-        config=_validate_config(kind, config),
+        config=_validate_config(kind, config, agent.tenant_id),
         input_mapping=mapping,
         created_by=created_by,
         # E-mail addresses are case-insensitive: those triggers get a lowercase id.
@@ -269,6 +309,7 @@ def trigger_update(
     input_mapping: Any = ...,
     enabled: bool | None = None,
 ) -> Trigger:
+    quota_over_limit_check(trigger.tenant_id, Metric.TRIGGERS)
     trigger = Trigger.objects.select_for_update().select_related("agent").get(pk=trigger.pk)
     before = _audit_view(trigger)
     if name is not None:
@@ -280,7 +321,7 @@ def trigger_update(
             base.pop("interval_s", None)
             if "interval_s" in config:
                 base.pop("timezone", None)
-        trigger.config = _validate_config(trigger.kind, {**base, **config})
+        trigger.config = _validate_config(trigger.kind, {**base, **config}, trigger.tenant_id)
     if input_mapping is not ...:
         _check_mapping(input_mapping)
         trigger.input_mapping = input_mapping
@@ -290,7 +331,12 @@ def trigger_update(
                 "The agent has no published version; publish one before enabling a trigger.",
                 code="agent_not_published",
             )
+        if enabled and not trigger.enabled and config is None:
+            # Re-enabling (after a downgrade paused it, say) meets the plan's rules of today.
+            trigger.config = _validate_config(trigger.kind, trigger.config, trigger.tenant_id)
         trigger.enabled = enabled
+        if enabled:
+            trigger.disabled_reason = ""
     trigger.updated_at = timezone.now()
     try:
         with transaction.atomic():
@@ -349,6 +395,31 @@ def trigger_delete(*, trigger: Trigger, actor: Actor) -> None:
     trigger.delete()
     if periodic_task_id:
         PeriodicTask.objects.filter(pk=periodic_task_id).delete()
+
+
+def triggers_pause(*, tenant_id: Any, actor: Actor, reason: str) -> int:
+    """Disables every enabled trigger of a tenant on the system's behalf (a downgrade), saying why."""
+    paused = 0
+    for trigger in (
+        Trigger.objects.select_for_update().select_related("agent").filter(tenant_id=tenant_id, enabled=True)
+    ):
+        before = _audit_view(trigger)
+        trigger.enabled = False
+        trigger.disabled_reason = reason[:300]
+        trigger.updated_at = timezone.now()
+        trigger.save(update_fields=["enabled", "disabled_reason", "updated_at"])
+        _sync_schedule(trigger)
+        audit_record(
+            tenant=tenant_id,
+            actor=actor,
+            action="trigger.disabled",
+            target_type="trigger",
+            target_id=trigger.pk,
+            before=before,
+            after={**_audit_view(trigger), "reason": reason},
+        )
+        paused += 1
+    return paused
 
 
 # --- webhook verification --------------------------------------------------------------------------------
@@ -439,6 +510,9 @@ def trigger_fire(
         )
     except RunInputInvalid as exc:
         return refuse("invalid_input", exc.message)
+    except QuotaExceeded as exc:
+        refuse(exc.code, exc.message)
+        raise  # callers answer it in their own protocol (HTTP 429, SMTP 452, a skipped firing)
     except Conflict as exc:
         return refuse(exc.code, exc.message)
     Trigger.objects.filter(pk=trigger.pk).update(last_fired_at=timezone.now())
@@ -478,5 +552,8 @@ def trigger_fire_scheduled(trigger_id: str) -> str:
             )
             return "skipped"
     event = {"scheduled_at": timezone.now().isoformat(), "trigger": trigger.name}
-    record, _ = trigger_fire(trigger=trigger, event=event)
+    try:
+        record, _ = trigger_fire(trigger=trigger, event=event)
+    except QuotaExceeded:
+        return "quota_exceeded"
     return "fired" if record.accepted else record.code

@@ -19,6 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from billing.plans import Feature
+from billing.quotas import feature_require
 from falcon.errors import Forbidden
 from tenants import services
 from tenants.access import TENANT_HEADER, actor_for_user
@@ -319,7 +321,8 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     @extend_schema(parameters=[AuditExportQuerySerializer], responses={(200, "application/jsonl"): str})
     @action(detail=False, methods=["get"])
     def export(self, request: Request) -> StreamingHttpResponse:
-        """The filtered log, oldest first, streamed as JSON Lines or CSV."""
+        """The filtered log, oldest first, streamed as JSON Lines or CSV (plans with audit export)."""
+        feature_require(self.ctx.tenant, Feature.AUDIT_EXPORT)
         params = AuditExportQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         fmt = params.validated_data.pop("format")

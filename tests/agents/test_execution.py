@@ -11,6 +11,7 @@ from agents.execution import run_claim, run_execute, runs_sweep
 from agents.models import Run
 from agents.services.agents import agent_create, version_publish
 from agents.services.runs import run_start
+from billing.services import plan_set
 from tenants.audit import Actor
 
 pytestmark = pytest.mark.django_db
@@ -40,8 +41,8 @@ def test_a_run_is_claimed_once(agent):
     assert Run.objects.get(pk=run.pk).claims == 1
 
 
-def test_per_tenant_concurrency_keeps_excess_runs_queued(agent, settings):
-    settings.FALCON_RUN_CONCURRENCY_PER_TENANT = 1
+def test_per_tenant_concurrency_keeps_excess_runs_queued(agent, world):
+    plan_set(tenant=world.tenant_a, plan="enterprise", overrides={"concurrent_runs": 1}, actor=SYSTEM)
     first, _ = run_start(agent=agent, input={}, actor=SYSTEM)
     second, _ = run_start(agent=agent, input={}, actor=SYSTEM)
     assert run_claim(first.pk) is not None

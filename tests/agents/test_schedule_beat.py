@@ -29,7 +29,6 @@ def _process(*args: str, tmp_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "FALCON_SCHEDULE_MIN_INTERVAL_S": "1",
     }
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "falcon", *args],
@@ -57,7 +56,6 @@ def test_beat_fires_a_per_second_schedule_and_a_long_downtime_fires_once(
     from falcon.celery import app
 
     app.control.purge()
-    settings.FALCON_SCHEDULE_MIN_INTERVAL_S = 1
     agent_id = create_agent(alice_client, ECHO)
     response = alice_client.post(
         "/api/v1/triggers/",

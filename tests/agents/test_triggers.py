@@ -13,6 +13,8 @@ from django_celery_beat.models import PeriodicTask
 
 from agents.models import Run, Trigger, TriggerEvent
 from agents.services.triggers import trigger_fire_scheduled
+from billing.services import plan_set
+from tenants.audit import Actor
 from tenants.models import AuditEvent
 from tests.agents.helpers import create_agent
 
@@ -193,14 +195,23 @@ def test_other_tenants_agents_and_triggers(world, alice_client, charlie_client):
 
 @pytest.mark.django_db
 def test_schedule_follows_the_trigger_in_celery_beat(world, alice_client, settings):
+    plan_set(tenant=world.tenant_a, plan="team", actor=Actor.system("tests"))
     agent_id = create_agent(alice_client, ECHO)
     response = alice_client.post(
         "/api/v1/triggers/",
         {"name": "nightly", "agent": agent_id, "kind": "schedule", "config": {"interval_s": 5}},
         format="json",
     )
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "interval_too_short"
+    # The plan's shortest interval (Team: 10 s) refuses a faster schedule, naming the limit.
+    assert response.status_code == 402
+    error = response.json()["error"]
+    assert (error["code"], error["metric"], error["limit"], error["used"]) == (
+        "plan_limit",
+        "min_schedule_interval_s",
+        10,
+        5,
+    )
+    assert "config.interval_s" in error["fields"]
     trigger = _make(
         alice_client,
         agent_id,

@@ -1,0 +1,45 @@
+"""Read-only billing views for platform staff; plans change through Stripe or `manage.py plan_set`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.http import HttpRequest
+
+from billing.models import MeterReport, StripeEvent, Subscription, UsageCounter
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(ReadOnlyAdmin):
+    list_display = ["tenant", "plan", "status", "current_period_end", "grace_until"]
+    list_filter = ["plan", "status"]
+    search_fields = ["tenant__slug", "stripe_customer_id"]
+
+
+@admin.register(UsageCounter)
+class UsageCounterAdmin(ReadOnlyAdmin):
+    list_display = ["tenant", "metric", "scope", "period_start", "used"]
+    list_filter = ["metric"]
+
+
+@admin.register(StripeEvent)
+class StripeEventAdmin(ReadOnlyAdmin):
+    list_display = ["event_id", "type", "customer_id", "received_at", "processed_at", "attempts"]
+    exclude = ["payload"]
+
+
+@admin.register(MeterReport)
+class MeterReportAdmin(ReadOnlyAdmin):
+    list_display = ["tenant", "event_name", "quantity", "created_at", "sent_at"]

@@ -1,0 +1,466 @@
+"""The one entry point to check or consume a quota.
+
+Metered quotas (runs, tokens, spend) live in ``UsageCounter`` rows, one per tenant, metric, scope and
+usage period, consumed with one conditional ``UPDATE ... SET used = used + n WHERE used + n <= limit``:
+PostgreSQL re-checks the condition against the committed row after a concurrent update, so racing
+requests can never overrun a limit. LLM tokens and spend are *reserved* (an estimate, consumed the same
+way) before a call and *settled* with the real figure after it. Count limits (agents, members...)
+are checked while the tenant row is locked, so two creations cannot both take the last slot.
+"""
+
+from __future__ import annotations
+
+import calendar
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from billing.models import AgentSpendCap, Subscription, UsageCounter
+from billing.plans import METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
+from falcon.errors import FalconError
+from tenants.models import Tenant
+
+logger = logging.getLogger(__name__)
+
+ALERT_THRESHOLDS = (80, 100)
+CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+class QuotaExceeded(FalconError):
+    """A metered quota of this period is used up (429): names the metric, its limit and the usage."""
+
+    status_code = 429
+    default_code = "quota_exceeded"
+
+    def __init__(self, metric: str, limit: Any, used: Any, *, message: str | None = None) -> None:
+        self.metric = metric
+        self.limit = limit
+        self.used = used
+        super().__init__(
+            message
+            or f"The {metric} quota of this period is used up ({_show(metric, used)} of "
+            f"{_show(metric, limit)}); it renews at the next period or with a larger plan.",
+        )
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"metric": self.metric, "limit": _json(self.limit), "used": _json(self.used)}
+
+
+class PlanLimitReached(FalconError):
+    """The plan does not allow this (402): a count limit, a schedule interval or a feature."""
+
+    status_code = 402
+    default_code = "plan_limit"
+
+    def __init__(
+        self, metric: str, limit: Any, used: Any = None, *, message: str, field: str | None = None
+    ) -> None:
+        self.metric = metric
+        self.limit = limit
+        self.used = used
+        super().__init__(message, field=field)
+
+    @property
+    def details(self) -> dict[str, Any]:
+        return {"metric": self.metric, "limit": _json(self.limit), "used": _json(self.used)}
+
+
+def _json(value: Any) -> Any:
+    return str(value) if isinstance(value, Decimal) else value
+
+
+def _show(metric: str, value: Any) -> str:
+    if value is None:
+        return "unlimited"
+    return f"${value}" if metric in USD_METRICS else f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def usd_to_micro(amount: Decimal | float) -> int:
+    return int((Decimal(str(amount)) * MICRO).to_integral_value(rounding=ROUND_CEILING))
+
+
+def micro_to_usd(amount: int) -> Decimal:
+    return (Decimal(amount) / MICRO).quantize(Decimal("0.000001"))
+
+
+# --- the tenant's plan and period -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entitlement:
+    """What a tenant may use right now: its effective plan (with overrides) and its usage period."""
+
+    tenant_id: Any
+    plan: Plan
+    status: str
+    period_start: datetime
+    period_end: datetime
+    grace_until: datetime | None = None
+    spend_cap_usd: Decimal | None = None
+    stripe_managed: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def limit(self, metric: Metric) -> Any:
+        if metric == Metric.LLM_COST_USD:
+            return self.spend_cap_usd
+        return self.plan.limit(metric)
+
+    def has(self, feature: Feature) -> bool:
+        return feature in self.plan.features
+
+
+def _add_months(anchor: datetime, months: int) -> datetime:
+    index = anchor.month - 1 + months
+    year, month = anchor.year + index // 12, index % 12 + 1
+    return anchor.replace(year=year, month=month, day=min(anchor.day, calendar.monthrange(year, month)[1]))
+
+
+def usage_period(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
+    """The monthly window containing ``now``, counted from ``anchor`` (a billing period start)."""
+    months = (now.year - anchor.year) * 12 + now.month - anchor.month
+    start = _add_months(anchor, months)
+    if start > now:
+        months -= 1
+        start = _add_months(anchor, months)
+    return start, _add_months(anchor, months + 1)
+
+
+def entitlement(tenant: Tenant | Any, *, now: datetime | None = None) -> Entitlement:
+    """The tenant's plan now. No subscription row means the Free plan on calendar months."""
+    tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
+    now = now or timezone.now()
+    sub = Subscription.objects.filter(tenant_id=tenant_id).first()
+    if sub is None:
+        start, end = usage_period(CALENDAR_ANCHOR, now)
+        return Entitlement(tenant_id, plan_get("free"), Subscription.Status.ACTIVE, start, end)
+    plan = plan_get(sub.plan).with_overrides(sub.overrides)
+    # Usage periods follow the billing period (monthly windows from its start on yearly plans).
+    anchor = sub.current_period_start if sub.plan != "free" and sub.current_period_start else CALENDAR_ANCHOR
+    start, end = usage_period(anchor.astimezone(UTC), now)
+    return Entitlement(
+        tenant_id,
+        plan,
+        sub.status,
+        start,
+        end,
+        grace_until=sub.grace_until,
+        spend_cap_usd=sub.spend_cap_usd,
+        stripe_managed=bool(sub.stripe_subscription_id),
+    )
+
+
+def feature_require(tenant: Tenant | Any, feature: Feature, *, field: str | None = None) -> None:
+    ent = entitlement(tenant)
+    if not ent.has(feature):
+        raise PlanLimitReached(
+            feature.value,
+            False,
+            message=f"The {ent.plan.name} plan does not include {feature.value.replace('_', ' ')}; "
+            "upgrade to use it.",
+            field=field,
+        )
+
+
+# --- metered quotas -------------------------------------------------------------------------------------
+
+
+def _units(metric: Metric | str, value: Any) -> int | None:
+    if value is None:
+        return None
+    return usd_to_micro(value) if metric in USD_METRICS else int(value)
+
+
+def _natural(metric: Metric | str, units: int) -> Any:
+    return micro_to_usd(units) if metric in USD_METRICS else units
+
+
+_TABLE = UsageCounter._meta.db_table
+
+
+def _prep(tenant_id: Any, period_start: datetime) -> tuple[Any, Any]:
+    tenant_field = UsageCounter._meta.get_field("tenant")
+    start_field = UsageCounter._meta.get_field("period_start")
+    return (
+        tenant_field.get_db_prep_value(tenant_id, connection),
+        start_field.get_db_prep_value(period_start, connection),
+    )
+
+
+def _add(
+    tenant_id: Any, metric: str, scope: str, start: datetime, amount: int, limit: int | None
+) -> tuple[int, int, int] | None:
+    """``used += amount`` if it stays within ``limit``: (id, used, alerted_pct), or None when refused."""
+    tenant_db, start_db = _prep(tenant_id, start)
+    sql = (
+        f"UPDATE {_TABLE} SET used = used + %s "  # noqa: S608 - the table name is ours, values are bound
+        "WHERE tenant_id = %s AND metric = %s AND scope = %s AND period_start = %s"
+    )
+    params: list[Any] = [amount, tenant_db, metric, scope, start_db]
+    if limit is not None and amount > 0:
+        sql += " AND used + %s <= %s"
+        params += [amount, limit]
+    if amount < 0:
+        sql = sql.replace("used = used + %s", "used = CASE WHEN used + %s < 0 THEN 0 ELSE used + %s END")
+        params.insert(0, amount)
+    with connection.cursor() as cursor:
+        cursor.execute(sql + " RETURNING id, used, alerted_pct", params)
+        row = cursor.fetchone()
+    return (int(row[0]), int(row[1]), int(row[2])) if row else None
+
+
+def _counter_ensure(tenant_id: Any, metric: str, scope: str, start: datetime, end: datetime) -> None:
+    UsageCounter.objects.bulk_create(
+        [UsageCounter(tenant_id=tenant_id, metric=metric, scope=scope, period_start=start, period_end=end)],
+        ignore_conflicts=True,
+    )
+
+
+def _consume_units(
+    ent: Entitlement, metric: str, units: int, limit_units: int | None, scope: str = ""
+) -> tuple[int, int, int]:
+    """Atomically adds ``units`` to one counter within ``limit_units``, or raises QuotaExceeded."""
+    result = _add(ent.tenant_id, metric, scope, ent.period_start, units, limit_units)
+    if result is None:
+        _counter_ensure(ent.tenant_id, metric, scope, ent.period_start, ent.period_end)
+        result = _add(ent.tenant_id, metric, scope, ent.period_start, units, limit_units)
+    if result is None:
+        used = (
+            UsageCounter.objects.filter(
+                tenant_id=ent.tenant_id, metric=metric, scope=scope, period_start=ent.period_start
+            )
+            .values_list("used", flat=True)
+            .first()
+            or 0
+        )
+        assert limit_units is not None
+        what = metric if not scope else f"{metric} ({scope})"
+        raise QuotaExceeded(what, _natural(metric, limit_units), _natural(metric, used))
+    return result
+
+
+def quota_consume(
+    tenant: Tenant | Any, metric: Metric | str, amount: int | Decimal = 1, *, ent: Entitlement | None = None
+) -> int:
+    """Consumes ``amount`` of a metered quota, or raises ``QuotaExceeded(metric, limit, used)``.
+
+    Returns the new usage (in counter units). Call it inside the transaction that creates what it
+    pays for, so a failure later in that transaction gives the unit back.
+    """
+    metric = Metric(metric)
+    ent = ent or entitlement(tenant)
+    limit = _units(metric, ent.limit(metric))
+    counter_id, used, alerted = _consume_units(ent, metric.value, _units(metric, amount) or 0, limit)
+    _alert_check(ent, metric.value, "", counter_id, used, alerted, limit)
+    return used
+
+
+@dataclass
+class Reservation:
+    """Units held on counters before an LLM call; ``quota_settle`` replaces them with the real figures."""
+
+    ent: Entitlement
+    held: list[tuple[str, str, int, int | None]]  # (metric, scope, units, limit units)
+    settled: bool = False
+
+
+def quota_reserve(
+    tenant: Tenant | Any,
+    *,
+    tokens: int,
+    cost_usd: Decimal,
+    platform: bool,
+    agent_id: Any = None,
+) -> Reservation:
+    """Holds an LLM call's estimated tokens and spend on every counter that bounds it, all or nothing.
+
+    Tokens count against the plan; spend against the plan when the call uses Falcon's own provider
+    keys (``platform``), and against the tenant's and the agent's spend caps in every case.
+    """
+    ent = entitlement(tenant)
+    cost = usd_to_micro(cost_usd)
+    wanted: list[tuple[str, str, int, int | None]] = [
+        (Metric.LLM_TOKENS.value, "", tokens, _units(Metric.LLM_TOKENS, ent.limit(Metric.LLM_TOKENS)))
+    ]
+    if platform:
+        limit = _units(Metric.LLM_SPEND_USD, ent.limit(Metric.LLM_SPEND_USD))
+        wanted.append((Metric.LLM_SPEND_USD.value, "", cost, limit))
+    wanted.append((Metric.LLM_COST_USD.value, "", cost, _units(Metric.LLM_COST_USD, ent.spend_cap_usd)))
+    if agent_id is not None:
+        cap = AgentSpendCap.objects.filter(agent_id=agent_id).values_list("monthly_usd", flat=True).first()
+        wanted.append(
+            (Metric.LLM_COST_USD.value, f"agent:{agent_id}", cost, _units(Metric.LLM_COST_USD, cap))
+        )
+    with transaction.atomic():
+        for metric, scope, units, limit in wanted:
+            _consume_units(ent, metric, units, limit, scope)
+    return Reservation(ent, wanted)
+
+
+def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | float) -> None:
+    """Replaces the reservation by what the call really used (0 and 0 when it failed). Never refuses:
+    the tokens are spent; a call that overshoots its estimate is what the next reservation meets."""
+    if reservation.settled:
+        return
+    reservation.settled = True
+    cost = usd_to_micro(cost_usd)
+    ent = reservation.ent
+    with transaction.atomic():
+        for metric, scope, held, limit in reservation.held:
+            actual = tokens if metric == Metric.LLM_TOKENS.value else cost
+            delta = actual - held
+            if delta == 0 and actual == 0:
+                continue
+            result = _add(ent.tenant_id, metric, scope, ent.period_start, delta, None)
+            if result is not None and delta > 0:
+                _alert_check(ent, metric, scope, *result, limit)
+
+
+def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
+    """Every metric with its usage, limit and period, as ``GET /api/v1/usage`` shows it."""
+    from agents.models import Agent, Run, Trigger
+    from connectors.models import Connector
+    from tenants.models import Membership
+
+    ent = entitlement(tenant)
+    used = dict(
+        UsageCounter.objects.filter(
+            tenant_id=ent.tenant_id, period_start=ent.period_start, scope=""
+        ).values_list("metric", "used")
+    )
+    metrics: dict[str, Any] = {}
+    for metric in (*METERED, Metric.LLM_COST_USD):
+        limit = ent.limit(metric)
+        included = ent.plan.metered[metric].included if metric in ent.plan.metered else limit
+        metrics[metric.value] = {
+            "used": _json(_natural(metric, used.get(metric.value, 0))),
+            "limit": _json(limit),
+            "included": _json(included),
+            "period_start": ent.period_start,
+            "period_end": ent.period_end,
+        }
+    counts = {
+        Metric.AGENTS: Agent.objects.filter(tenant_id=ent.tenant_id, archived_at__isnull=True).count(),
+        Metric.MEMBERS: Membership.objects.filter(tenant_id=ent.tenant_id).count(),
+        Metric.CONNECTORS: Connector.objects.filter(tenant_id=ent.tenant_id).count(),
+        Metric.TRIGGERS: Trigger.objects.filter(tenant_id=ent.tenant_id).count(),
+        Metric.CONCURRENT_RUNS: Run.objects.filter(
+            tenant_id=ent.tenant_id, status=Run.Status.RUNNING
+        ).count(),
+    }
+    for metric, count in counts.items():
+        metrics[metric.value] = {"used": count, "limit": ent.limit(metric)}
+    for metric in (Metric.MIN_SCHEDULE_INTERVAL_S, Metric.RETENTION_DAYS, Metric.API_REQUESTS_PER_MINUTE):
+        metrics[metric.value] = {"limit": ent.limit(metric)}
+    return {
+        "plan": ent.plan.code,
+        "status": ent.status,
+        "period_start": ent.period_start,
+        "period_end": ent.period_end,
+        "grace_until": ent.grace_until,
+        "features": sorted(f.value for f in ent.plan.features),
+        "metrics": metrics,
+    }
+
+
+# --- count limits ---------------------------------------------------------------------------------------
+
+
+def _count_of(metric: Metric, tenant_id: Any) -> int:
+    from agents.models import Agent, Trigger
+    from connectors.models import Connector
+    from tenants.models import Invitation, Membership
+
+    if metric == Metric.AGENTS:
+        return Agent.objects.filter(tenant_id=tenant_id, archived_at__isnull=True).count()
+    if metric == Metric.CONNECTORS:
+        return Connector.objects.filter(tenant_id=tenant_id).count()
+    if metric == Metric.TRIGGERS:
+        return Trigger.objects.filter(tenant_id=tenant_id).count()
+    members = Membership.objects.filter(tenant_id=tenant_id).count()
+    pending = Invitation.objects.filter(
+        tenant_id=tenant_id, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
+    ).count()
+    return members + pending
+
+
+def quota_count_check(tenant: Tenant | Any, metric: Metric, *, adding: int = 1) -> None:
+    """Refuses (402) creating ``adding`` more objects of a counted kind beyond the plan's limit.
+
+    Locks the tenant row first (inside the caller's transaction), so concurrent creations queue.
+    Members count pending invitations too: an invitation holds a seat until it is accepted or expires.
+    """
+    tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
+    ent = entitlement(tenant_id)
+    limit = ent.limit(metric)
+    if limit is None:
+        return
+    list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
+    current = _count_of(metric, tenant_id)
+    if current + adding > limit:
+        noun = metric.value if metric != Metric.MEMBERS else "members (pending invitations included)"
+        raise PlanLimitReached(
+            metric.value,
+            limit,
+            current,
+            message=f"The {ent.plan.name} plan allows {limit} {noun}; this organization has {current}.",
+        )
+
+
+def quota_over_limit_check(tenant: Tenant | Any, metric: Metric) -> None:
+    """Refuses (402) changing objects of a kind the tenant has more of than its plan allows.
+
+    After a downgrade nothing is deleted: the excess makes that kind read-only until some are deleted
+    or the plan grows back.
+    """
+    tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
+    ent = entitlement(tenant_id)
+    limit = ent.limit(metric)
+    if limit is None:
+        return
+    current = _count_of(metric, tenant_id)
+    if current > limit:
+        raise PlanLimitReached(
+            metric.value,
+            limit,
+            current,
+            message=f"The {ent.plan.name} plan allows {limit} {metric.value} and this organization has "
+            f"{current}: they are read-only until you delete {current - limit} or upgrade.",
+        )
+
+
+def plan_limit(tenant: Tenant | Any, metric: Metric) -> Any:
+    return entitlement(tenant).limit(metric)
+
+
+# --- alerts at 80 % and 100 % ---------------------------------------------------------------------------
+
+
+def _alert_check(
+    ent: Entitlement, metric: str, scope: str, counter_id: int, used: int, alerted: int, limit: int | None
+) -> None:
+    """Claims the highest threshold newly crossed (one conditional UPDATE), then alerts on commit."""
+    if not limit:
+        return
+    pct = used * 100 // limit
+    level = max((t for t in ALERT_THRESHOLDS if pct >= t), default=0)
+    if level <= alerted:
+        return
+    claimed = UsageCounter.objects.filter(pk=counter_id, alerted_pct__lt=level).update(alerted_pct=level)
+    if not claimed:
+        return
+    from billing.services import usage_alert_record
+
+    usage_alert_record(
+        tenant_id=ent.tenant_id,
+        metric=metric,
+        scope=scope,
+        level=level,
+        used=_natural(metric, used),
+        limit=_natural(metric, limit),
+    )

@@ -1,0 +1,571 @@
+"""Every state change of billing: plans, Stripe's events, spend caps, overage, retention, alerts."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import IntegrityError, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from billing import stripe_gateway
+from billing.models import AgentSpendCap, MeterReport, StripeEvent, Subscription, UsageCounter
+from billing.plans import METERED, PLANS, Metric, overrides_problems, plan_get
+from billing.quotas import _units, entitlement
+from falcon.errors import InvalidInput
+from tenants.audit import Actor, audit_record
+from tenants.models import Membership, Tenant
+from tenants.permissions import Role
+
+logger = logging.getLogger(__name__)
+
+LIVE_STATUSES = ("active", "trialing", "past_due", "unpaid")
+HANDLED_EVENTS = frozenset(
+    {
+        "checkout.session.completed",
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "invoice.paid",
+        "invoice.payment_succeeded",
+        "invoice.payment_failed",
+    }
+)
+
+
+def subscription_locked(tenant_id: Any) -> Subscription:
+    """The tenant's subscription row, created on first use (Free), locked for the transaction."""
+    Subscription.objects.bulk_create([Subscription(tenant_id=tenant_id)], ignore_conflicts=True)
+    return Subscription.objects.select_for_update().get(tenant_id=tenant_id)
+
+
+def _view(sub: Subscription) -> dict[str, Any]:
+    return {
+        "plan": sub.plan,
+        "status": sub.status,
+        "overrides": sub.overrides,
+        "grace_until": sub.grace_until.isoformat() if sub.grace_until else None,
+        "spend_cap_usd": str(sub.spend_cap_usd) if sub.spend_cap_usd is not None else None,
+    }
+
+
+def _notify_people(tenant_id: Any, subject: str, body: str) -> None:
+    """E-mails the tenant's owners and admins once the transaction commits (through Celery)."""
+    from billing.tasks import billing_notify_task
+
+    transaction.on_commit(lambda: billing_notify_task.delay(str(tenant_id), subject, body))
+
+
+def billing_notify(tenant_id: Any, subject: str, body: str) -> int:
+    emails = list(
+        Membership.objects.filter(tenant_id=tenant_id, role__in=[Role.OWNER, Role.ADMIN])
+        .order_by("user__email")
+        .values_list("user__email", flat=True)
+    )
+    if not emails:
+        return 0
+    send_mail(f"[Falcon] {subject}", body, None, emails)
+    return len(emails)
+
+
+# --- plan changes ---------------------------------------------------------------------------------------
+
+
+def _plan_change(sub: Subscription, *, plan: str, actor: Actor, reason: str) -> None:
+    """Moves a locked subscription row to ``plan``; a downgrade pauses what the new plan forbids."""
+    before_plan = sub.plan
+    if plan == before_plan:
+        return
+    sub.plan = plan
+    if _rank(plan) < _rank(before_plan):
+        from agents.services.triggers import triggers_pause
+
+        paused = triggers_pause(
+            tenant_id=sub.tenant_id,
+            actor=actor,
+            reason=f"paused by the change to the {plan_get(plan).name} plan ({reason}); "
+            "re-enable within the plan's limits",
+        )
+        tenant = Tenant.objects.get(pk=sub.tenant_id)
+        _notify_people(
+            sub.tenant_id,
+            f"{tenant.name} is now on the {plan_get(plan).name} plan",
+            f"{tenant.name} moved from {plan_get(before_plan).name} to {plan_get(plan).name} ({reason}).\n"
+            f"{paused} trigger(s) were paused. Nothing was deleted: objects beyond the new plan's limits "
+            "are read-only until you upgrade or remove some.",
+        )
+
+
+def _rank(plan: str) -> int:
+    return list(PLANS).index(plan) if plan in PLANS else 0
+
+
+@transaction.atomic
+def plan_set(
+    *, tenant: Tenant, plan: str, actor: Actor, overrides: dict[str, Any] | None = None
+) -> Subscription:
+    """Places a tenant on a plan by hand (operators, self-hosting); Stripe, when configured, decides
+    for tenants it manages."""
+    if plan not in PLANS:
+        raise InvalidInput(f"Unknown plan {plan!r}; plans are {', '.join(PLANS)}.", field="plan")
+    if overrides:
+        if plan != "enterprise":
+            raise InvalidInput("Only Enterprise takes per-tenant overrides.", field="overrides")
+        problems = overrides_problems(overrides)
+        if problems:
+            raise InvalidInput("; ".join(problems), field="overrides")
+    sub = subscription_locked(tenant.pk)
+    before = _view(sub)
+    _plan_change(sub, plan=plan, actor=actor, reason="set by an operator")
+    sub.overrides = overrides or {}
+    sub.status = Subscription.Status.ACTIVE
+    sub.grace_until = None
+    sub.updated_at = timezone.now()
+    sub.save()
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="billing.plan_set",
+        target_type="subscription",
+        target_id=sub.pk,
+        before=before,
+        after=_view(sub),
+    )
+    return sub
+
+
+# --- Checkout and the billing portal --------------------------------------------------------------------
+
+
+def _customer_ensure(tenant: Tenant, *, actor: Actor) -> str:
+    with transaction.atomic():
+        sub = subscription_locked(tenant.pk)
+        if sub.stripe_customer_id:
+            return sub.stripe_customer_id
+        owner = (
+            Membership.objects.filter(tenant=tenant, role=Role.OWNER)
+            .order_by("created_at")
+            .values_list("user__email", flat=True)
+            .first()
+        )
+        sub.stripe_customer_id = stripe_gateway.customer_create(
+            tenant_id=str(tenant.pk), name=tenant.name, email=owner or ""
+        )
+        sub.save(update_fields=["stripe_customer_id"])
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="billing.customer_created",
+            target_type="subscription",
+            target_id=sub.pk,
+            after={"stripe_customer_id": sub.stripe_customer_id},
+        )
+        return sub.stripe_customer_id
+
+
+def checkout_start(*, tenant: Tenant, plan: str, interval: str, actor: Actor) -> str:
+    """A Stripe Checkout Session URL for subscribing ``tenant`` to ``plan`` billed per ``interval``."""
+    if not stripe_gateway.configured():
+        raise stripe_gateway.BillingNotConfigured()
+    if interval not in ("month", "year"):
+        raise InvalidInput("interval must be month or year.", field="interval")
+    price = settings.STRIPE_PRICES.get((plan, interval), "")
+    if plan not in PLANS or plan == "free":
+        raise InvalidInput("plan must be pro, team or enterprise.", field="plan")
+    if not price:
+        raise InvalidInput(
+            f"The {plan} plan is not sold per {interval} here (no STRIPE_PRICE_{plan.upper()}_"
+            f"{interval.upper()}).",
+            code="plan_not_for_sale",
+            field="plan",
+        )
+    customer = _customer_ensure(tenant, actor=actor)
+    base = settings.FALCON_BASE_URL
+    return stripe_gateway.checkout_session_create(
+        customer=customer,
+        price=price,
+        success_url=f"{base}/?billing=success",
+        cancel_url=f"{base}/?billing=cancelled",
+        tenant_id=str(tenant.pk),
+    )
+
+
+def portal_start(*, tenant: Tenant, actor: Actor) -> str:
+    if not stripe_gateway.configured():
+        raise stripe_gateway.BillingNotConfigured()
+    customer = _customer_ensure(tenant, actor=actor)
+    return stripe_gateway.portal_session_create(customer=customer, return_url=f"{settings.FALCON_BASE_URL}/")
+
+
+# --- Stripe's webhook events ----------------------------------------------------------------------------
+
+
+def _customer_of(event: dict[str, Any]) -> str:
+    obj = (event.get("data") or {}).get("object") or {}
+    if obj.get("object") == "customer":
+        return str(obj.get("id") or "")
+    customer = obj.get("customer") or ""
+    return str(customer.get("id") if isinstance(customer, dict) else customer)
+
+
+def stripe_event_receive(*, payload: bytes, signature: str) -> tuple[StripeEvent, bool]:
+    """Verifies and stores a webhook event; processing follows in a task. A repeat is not new."""
+    event = stripe_gateway.webhook_event_verify(payload, signature)
+    try:
+        with transaction.atomic():
+            stored = StripeEvent.objects.create(
+                event_id=str(event["id"])[:100],
+                type=str(event["type"])[:100],
+                customer_id=_customer_of(event)[:64],
+                payload=event,
+            )
+            if stored.type in HANDLED_EVENTS:
+                from billing.tasks import stripe_event_process_task
+
+                transaction.on_commit(lambda: stripe_event_process_task.delay(stored.pk))
+            else:
+                stored.processed_at = timezone.now()
+                stored.save(update_fields=["processed_at"])
+    except IntegrityError:
+        return StripeEvent.objects.get(event_id=event["id"]), False
+    return stored, True
+
+
+def stripe_event_process(event_pk: int) -> str:
+    """Applies an event by re-reading the customer's subscriptions from Stripe (never the event's
+    own copy), so events arriving late or out of order cannot roll the state back."""
+    event = StripeEvent.objects.filter(pk=event_pk, processed_at__isnull=True).first()
+    if event is None:
+        return "done already"
+    StripeEvent.objects.filter(pk=event_pk).update(attempts=event.attempts + 1)
+    if not event.customer_id:
+        outcome = "no customer"
+    else:
+        outcome = subscription_sync(customer_id=event.customer_id, cause=event.type)
+    StripeEvent.objects.filter(pk=event_pk).update(processed_at=timezone.now(), error="")
+    return outcome
+
+
+def _plan_for_price(price_id: str) -> str | None:
+    for (plan, _interval), price in settings.STRIPE_PRICES.items():
+        if price and price == price_id:
+            return plan
+    return None
+
+
+def subscription_sync(*, customer_id: str, cause: str) -> str:
+    """Brings the tenant's plan in line with its Stripe subscriptions as Stripe has them now."""
+    subs = stripe_gateway.subscriptions_of(customer_id)
+    live = next((s for s in subs if s.status in LIVE_STATUSES), None)
+    actor = Actor.system(f"stripe:{cause}")
+    with transaction.atomic():
+        sub = Subscription.objects.select_for_update().filter(stripe_customer_id=customer_id).first()
+        if sub is None:
+            logger.warning("Stripe event for customer %s that no tenant has", customer_id)
+            return "unknown customer"
+        before = _view(sub)
+        now = timezone.now()
+        if live is None:
+            _plan_change(sub, plan="free", actor=actor, reason="the subscription ended")
+            sub.status = Subscription.Status.ACTIVE
+            sub.stripe_subscription_id = ""
+            sub.interval = ""
+            sub.grace_until = None
+            sub.current_period_start = sub.current_period_end = None
+        else:
+            plan = _plan_for_price(live.price_id)
+            if plan is None:
+                logger.error("Stripe subscription %s has price %s that no plan sells", live.id, live.price_id)
+                return "unknown price"
+            sub.stripe_subscription_id = live.id
+            sub.interval = live.interval[:8]
+            sub.current_period_start = live.current_period_start
+            sub.current_period_end = live.current_period_end
+            if live.status in ("past_due", "unpaid"):
+                entering = sub.status != Subscription.Status.PAST_DUE
+                sub.status = Subscription.Status.PAST_DUE
+                sub.grace_until = sub.grace_until or now + timedelta(days=settings.FALCON_BILLING_GRACE_DAYS)
+                if sub.grace_until <= now:
+                    _plan_change(
+                        sub, plan="free", actor=actor, reason="payment failed and the grace period ended"
+                    )
+                else:
+                    _plan_change(sub, plan=plan, actor=actor, reason="Stripe subscription")
+                if entering:
+                    tenant = Tenant.objects.get(pk=sub.tenant_id)
+                    _notify_people(
+                        sub.tenant_id,
+                        f"Payment failed for {tenant.name}",
+                        f"The last payment for {tenant.name}'s {plan_get(plan).name} plan failed. The plan "
+                        f"stays active until {sub.grace_until:%Y-%m-%d %H:%M} UTC; update the payment method "
+                        "in the billing portal, or the organization moves to the Free plan then.",
+                    )
+            else:
+                sub.status = (
+                    Subscription.Status.TRIALING if live.status == "trialing" else Subscription.Status.ACTIVE
+                )
+                sub.grace_until = None
+                _plan_change(sub, plan=plan, actor=actor, reason="Stripe subscription")
+        sub.updated_at = now
+        sub.save()
+        after = _view(sub)
+        if after != before:
+            audit_record(
+                tenant=sub.tenant_id,
+                actor=actor,
+                action="billing.subscription_synced",
+                target_type="subscription",
+                target_id=sub.pk,
+                before=before,
+                after=after,
+            )
+    return f"{sub.plan} {sub.status}"
+
+
+def grace_expire() -> int:
+    """Moves tenants whose past-due grace period has ended to Free (nothing is deleted)."""
+    now = timezone.now()
+    expired = list(
+        Subscription.objects.filter(status=Subscription.Status.PAST_DUE, grace_until__lte=now).values_list(
+            "pk", flat=True
+        )
+    )
+    for pk in expired:
+        with transaction.atomic():
+            sub = Subscription.objects.select_for_update().get(pk=pk)
+            if sub.status != Subscription.Status.PAST_DUE or not sub.grace_until or sub.grace_until > now:
+                continue
+            before = _view(sub)
+            actor = Actor.system("billing:grace-expired")
+            _plan_change(sub, plan="free", actor=actor, reason="payment failed and the grace period ended")
+            sub.updated_at = now
+            sub.save()
+            audit_record(
+                tenant=sub.tenant_id,
+                actor=actor,
+                action="billing.downgraded",
+                target_type="subscription",
+                target_id=sub.pk,
+                before=before,
+                after=_view(sub),
+            )
+    return len(expired)
+
+
+# --- spend caps -----------------------------------------------------------------------------------------
+
+
+def _usd(value: Any, field: str) -> Decimal | None:
+    if value is None:
+        return None
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError) as exc:
+        raise InvalidInput('Give an amount in USD, e.g. "50.00", or null.', field=field) from exc
+    if not amount.is_finite() or amount <= 0 or amount >= Decimal("1e10"):
+        raise InvalidInput("The cap must be a positive amount in USD.", field=field)
+    return amount.quantize(Decimal("0.01"))
+
+
+@transaction.atomic
+def spend_cap_set(*, tenant: Tenant, monthly_usd: Any, actor: Actor) -> Subscription:
+    """The tenant's monthly cap on all its LLM spend (None removes it)."""
+    amount = _usd(monthly_usd, "monthly_usd")
+    sub = subscription_locked(tenant.pk)
+    before = _view(sub)
+    sub.spend_cap_usd = amount
+    sub.save(update_fields=["spend_cap_usd"])
+    # A new cap starts its alerts afresh for this period.
+    ent = entitlement(tenant.pk)
+    UsageCounter.objects.filter(
+        tenant=tenant, metric=Metric.LLM_COST_USD, scope="", period_start=ent.period_start
+    ).update(alerted_pct=0)
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="billing.spend_cap_set",
+        target_type="subscription",
+        target_id=sub.pk,
+        before=before,
+        after=_view(sub),
+    )
+    return sub
+
+
+@transaction.atomic
+def agent_spend_cap_set(*, agent: Any, monthly_usd: Any, actor: Actor) -> AgentSpendCap | None:
+    """One agent's monthly LLM spend cap (None removes it); it may not exceed the tenant's cap."""
+    amount = _usd(monthly_usd, "monthly_usd")
+    tenant_cap = entitlement(agent.tenant_id).spend_cap_usd
+    if amount is not None and tenant_cap is not None and amount > tenant_cap:
+        raise InvalidInput(
+            f"An agent's cap cannot exceed the organization's (${tenant_cap}).", field="monthly_usd"
+        )
+    current = AgentSpendCap.objects.select_for_update().filter(agent=agent).first()
+    before = {"monthly_usd": str(current.monthly_usd) if current else None}
+    if amount is None:
+        if current:
+            current.delete()
+        cap = None
+    elif current:
+        current.monthly_usd = amount
+        current.save(update_fields=["monthly_usd"])
+        cap = current
+    else:
+        cap = AgentSpendCap.objects.create(tenant_id=agent.tenant_id, agent=agent, monthly_usd=amount)
+    ent = entitlement(agent.tenant_id)
+    UsageCounter.objects.filter(
+        tenant_id=agent.tenant_id,
+        metric=Metric.LLM_COST_USD,
+        scope=f"agent:{agent.pk}",
+        period_start=ent.period_start,
+    ).update(alerted_pct=0)
+    audit_record(
+        tenant=agent.tenant_id,
+        actor=actor,
+        action="agent.spend_cap_set",
+        target_type="agent",
+        target_id=agent.pk,
+        before=before,
+        after={"monthly_usd": str(amount) if amount is not None else None},
+    )
+    return cap
+
+
+def usage_alert_record(*, tenant_id: Any, metric: str, scope: str, level: int, used: Any, limit: Any) -> None:
+    """An 80 % / 100 % alert: an audit event now, an e-mail to owners and admins after commit."""
+    what = metric if not scope else f"{metric} of agent {scope.split(':', 1)[1]}"
+    audit_record(
+        tenant=tenant_id,
+        actor=Actor.system("billing:quota"),
+        action="billing.usage_alert",
+        target_type="usage",
+        target_id=f"{metric}:{scope}" if scope else metric,
+        after={"metric": metric, "scope": scope, "percent": level, "used": str(used), "limit": str(limit)},
+    )
+    tenant = Tenant.objects.only("name").get(pk=tenant_id)
+    state = "reached" if level >= 100 else f"passed {level}% of"
+    _notify_people(
+        tenant_id,
+        f"{tenant.name} {state} its {what} limit",
+        f"{tenant.name} has used {used} of its {limit} {what} limit this period ({level}%)."
+        + (
+            "\nFurther use is refused until the period renews or the limit is raised." if level >= 100 else ""
+        ),
+    )
+
+
+# --- overage to Stripe Billing Meters -------------------------------------------------------------------
+
+
+def meter_report() -> dict[str, int]:
+    """Records usage beyond each paid plan's included amounts as meter reports and sends the unsent.
+
+    A report row is written before its event is sent and its id is the event's ``identifier``:
+    a retry after a failure (or a crash between the two) re-sends the same identifier, which Stripe
+    de-duplicates, so overage is never billed twice.
+    """
+    now = timezone.now()
+    created = 0
+    subs = Subscription.objects.exclude(stripe_customer_id="").exclude(plan="free")
+    for sub in subs:
+        ent = entitlement(sub.tenant_id, now=now)
+        counters = UsageCounter.objects.filter(
+            tenant_id=sub.tenant_id,
+            scope="",
+            metric__in=[m.value for m in METERED],
+            period_end__gt=now - timedelta(days=40),
+        )
+        for counter in counters:
+            rule = ent.plan.metered.get(Metric(counter.metric))
+            if rule is None or not rule.meter_event:
+                continue
+            included = _units(counter.metric, rule.included) or 0
+            with transaction.atomic():
+                locked = UsageCounter.objects.select_for_update().get(pk=counter.pk)
+                reported = MeterReport.objects.filter(counter=locked).aggregate(n=Sum("quantity"))["n"] or 0
+                delta = max(0, locked.used - included) - reported
+                if delta > 0:
+                    MeterReport.objects.create(
+                        tenant_id=sub.tenant_id, counter=locked, event_name=rule.meter_event, quantity=delta
+                    )
+                    created += 1
+    sent = failed = 0
+    for report in (
+        MeterReport.objects.filter(sent_at__isnull=True).select_related("counter").order_by("created_at")
+    ):
+        customer = (
+            Subscription.objects.filter(tenant_id=report.tenant_id)
+            .values_list("stripe_customer_id", flat=True)
+            .first()
+        )
+        try:
+            stripe_gateway.meter_event_send(
+                event_name=report.event_name,
+                customer=customer or "",
+                value=report.quantity,
+                identifier=report.identifier,
+                timestamp=min(now, report.counter.period_end - timedelta(seconds=1)),
+            )
+        except Exception as exc:  # one failing event must not stop the others; it is retried next time
+            failed += 1
+            MeterReport.objects.filter(pk=report.pk).update(error=str(getattr(exc, "message", exc))[:500])
+            continue
+        sent += 1
+        MeterReport.objects.filter(pk=report.pk).update(sent_at=timezone.now(), error="")
+    return {"created": created, "sent": sent, "failed": failed}
+
+
+# --- run-log retention ----------------------------------------------------------------------------------
+
+PRUNE_BATCH = 500
+
+
+def retention_prune() -> dict[str, int]:
+    """Deletes finished runs (with their steps and delivery records) older than each plan keeps."""
+    from agents.models import Run, StepRun, TriggerEvent
+
+    now = timezone.now()
+    totals = {"runs": 0, "steps": 0, "events": 0}
+    tenant_ids = Run.objects.values_list("tenant_id", flat=True).distinct()
+    for tenant_id in list(tenant_ids):
+        days = entitlement(tenant_id, now=now).limit(Metric.RETENTION_DAYS)
+        cutoff = now - timedelta(days=int(days))
+        while True:
+            ids = list(
+                Run.objects.filter(tenant_id=tenant_id, status__in=Run.FINISHED, created_at__lt=cutoff)
+                .order_by("created_at")
+                .values_list("pk", flat=True)[:PRUNE_BATCH]
+            )
+            if not ids:
+                break
+            with transaction.atomic():
+                totals["steps"] += StepRun.objects.filter(run_id__in=ids).delete()[0]
+                Run.objects.filter(rerun_of_id__in=ids).update(rerun_of=None)
+                totals["runs"] += Run.objects.filter(pk__in=ids).delete()[0]
+        totals["events"] += TriggerEvent.objects.filter(tenant_id=tenant_id, received_at__lt=cutoff).delete()[
+            0
+        ]
+    return totals
+
+
+def subscription_state(tenant: Tenant) -> dict[str, Any]:
+    sub = Subscription.objects.filter(tenant=tenant).first()
+    ent = entitlement(tenant.pk)
+    return {
+        "plan": ent.plan.code,
+        "plan_name": ent.plan.name,
+        "status": ent.status,
+        "interval": sub.interval if sub else "",
+        "period_start": ent.period_start,
+        "period_end": ent.period_end,
+        "grace_until": ent.grace_until,
+        "stripe_managed": ent.stripe_managed,
+        "billing_configured": stripe_gateway.configured(),
+        "spend_cap_usd": str(ent.spend_cap_usd) if ent.spend_cap_usd is not None else None,
+    }
