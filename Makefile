@@ -35,6 +35,13 @@ $(UV):
 
 venv: .venv/.synced
 
+# localstripe (GPL) stands in for Stripe in tests: its own virtualenv, a separate process, never imported.
+LOCALSTRIPE := .tools/localstripe/bin/localstripe
+$(LOCALSTRIPE): .ci/localstripe-requirements.txt | $(UV)
+	$(PYTHON) -m venv .tools/localstripe
+	.tools/localstripe/bin/pip install --quiet --disable-pip-version-check --require-hashes -r .ci/localstripe-requirements.txt
+	@touch $@
+
 run: venv
 	$(VENV_PY) manage.py migrate --noinput
 	FALCON_BASE_URL=http://$(HOST):$(PORT) $(VENV_PY) manage.py seed_demo
@@ -50,7 +57,7 @@ lint: venv
 typecheck: venv
 	$(TEST_ENV) .venv/bin/mypy .
 
-pytest: venv services
+pytest: venv services $(LOCALSTRIPE)
 	$(TEST_ENV) .venv/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -39,6 +39,9 @@ from agents.services import agents as agent_services
 from agents.services import runs as run_services
 from agents.services import triggers as trigger_services
 from agents.services import variables as variable_services
+from billing.api.views import SpendCapSerializer
+from billing.models import AgentSpendCap
+from billing.services import agent_spend_cap_set
 from falcon.errors import InvalidInput, NotFound
 from tenants.api.base import TenantScopedViewSet
 from tenants.api.views import TENANT_HEADER_PARAMETER
@@ -73,6 +76,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         "version_publish": Action.AGENTS_PUBLISH,
         "version_diff": Action.AGENTS_READ,
         "runs": Action.AGENTS_RUN,
+        "spend_cap": Action.BILLING_READ,  # PUT also needs billing.spend_caps
     }
 
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
@@ -115,6 +119,22 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     def unarchive(self, request: Request, pk: str) -> Response:
         agent = agent_services.agent_archive(agent=self.get_object(), actor=self.ctx.actor, archived=False)
         return Response(AgentSerializer(self.get_queryset().get(pk=agent.pk)).data)
+
+    @extend_schema(methods=["GET"], responses=SpendCapSerializer)
+    @extend_schema(methods=["PUT"], request=SpendCapSerializer, responses=SpendCapSerializer)
+    @action(detail=True, methods=["get", "put"], url_path="spend-cap")
+    def spend_cap(self, request: Request, pk: str) -> Response:
+        """The agent's monthly LLM spend cap in USD (null: none; the organization's cap still applies)."""
+        agent = self.get_object()
+        if request.method == "PUT":
+            self.ctx.require(Action.SPEND_CAPS_MANAGE)
+            body = SpendCapSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            agent_spend_cap_set(
+                agent=agent, monthly_usd=body.validated_data["monthly_usd"], actor=self.ctx.actor
+            )
+        cap = AgentSpendCap.objects.filter(agent=agent).values_list("monthly_usd", flat=True).first()
+        return Response({"monthly_usd": None if cap is None else str(cap)})
 
     # --- versions ---
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -47,8 +48,8 @@ class Command(BaseCommand):
         found = Tenant.objects.filter(slug=tenant).first()
         if found is None:
             try:
-                found = Tenant.objects.filter(pk=tenant).first()
-            except (ValueError, FalconError):
+                found = Tenant.objects.filter(pk=uuid.UUID(tenant)).first()
+            except ValueError:
                 found = None
         if found is None:
             raise CommandError(f"No tenant {tenant!r}.")
