@@ -69,6 +69,7 @@ bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.engine_overhead
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.io_concurrency
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.webhooks
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.quota
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

@@ -34,8 +34,10 @@ def _recreate_database(url: str) -> None:
         conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def make_agent(definition: dict[str, Any]) -> Any:
+def make_agent(definition: dict[str, Any], *, concurrent_runs: int | None = None) -> Any:
+    """An agent in a new tenant on Enterprise (no run quota), optionally with a concurrency figure."""
     from agents.services.agents import agent_create, version_publish
+    from billing.services import plan_set
     from tenants.audit import Actor
     from tenants.models import User
     from tenants.services import tenant_create
@@ -43,6 +45,8 @@ def make_agent(definition: dict[str, Any]) -> Any:
     actor = Actor.system("benchmark")
     owner = User.objects.create_user(email=f"bench-{time.time_ns()}@example.com")
     tenant = tenant_create(slug=f"bench-{time.time_ns() % 10**9}", name="Bench", owner=owner, actor=actor)
+    overrides = {} if concurrent_runs is None else {"concurrent_runs": concurrent_runs}
+    plan_set(tenant=tenant, plan="enterprise", overrides=overrides, actor=actor)
     agent = agent_create(
         tenant=tenant, name="bench", description="", actor=actor, created_by=None, definition=definition
     )

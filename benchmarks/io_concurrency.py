@@ -35,13 +35,13 @@ def main() -> None:
     server = LlmServer().start()
     server.default_delay_s = DELAY_S
     agent = make_agent(
-        {"steps": [{"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "hi"}]}
+        {"steps": [{"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "hi"}]},
+        concurrent_runs=runs,
     )
     worker = start_worker(
         concurrency=threads,
         extra_env={
             **server.provider_env(),
-            "FALCON_RUN_CONCURRENCY_PER_TENANT": str(runs),
         },
     )
     try:

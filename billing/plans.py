@@ -42,7 +42,7 @@ MICRO = 1_000_000  # USD amounts are counted in micro-dollars so counters stay i
 class Feature(StrEnum):
     MFA_ENFORCEMENT = "mfa_enforcement"
     AUDIT_EXPORT = "audit_export"
-    SSO = "sso"
+    # SSO joins this list when it is built.
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,13 @@ def test_readme_role_matrix_is_generated_from_the_permission_map():
     assert block.strip() == matrix_markdown().strip()
 
 
+def test_readme_plan_table_is_generated_from_the_catalogue():
+    from billing.plans import plans_markdown
+
+    block = README.split("<!-- plans:start -->\n", 1)[1].split("\n<!-- plans:end -->", 1)[0]
+    assert block.strip() == plans_markdown().strip()
+
+
 def test_every_environment_variable_the_settings_read_is_documented():
     sources = "".join(p.read_text() for p in (ROOT / "falcon").glob("*.py"))
     read = set(re.findall(r'env_(?:str|int|bool|list|is_set|raw)\(\s*"([A-Z_]+)"', sources))

@@ -9,10 +9,10 @@ from tenants.models import ApiKey, Tenant
 pytestmark = pytest.mark.django_db
 
 
-def _error(response) -> dict:
+def _error(response, *details: str) -> dict:
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "fields"}
+    assert set(body["error"]) == {"code", "message", "fields", *details}
     assert body["error"]["message"]
     return body["error"]
 
@@ -116,7 +116,7 @@ def test_rate_limit_is_429_per_key_in_the_same_shape(world, make_key, settings):
     assert [client.get("/api/v1/tenant").status_code for _ in range(3)] == [200, 200, 200]
     response = client.get("/api/v1/tenant")
     assert response.status_code == 429
-    error = _error(response)
+    error = _error(response, "metric", "limit")
     assert (error["code"], error["metric"], error["limit"]) == ("rate_limited", "api_requests_per_minute", 3)
     assert int(response["Retry-After"]) > 0
     # Another key has its own budget.

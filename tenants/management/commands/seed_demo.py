@@ -17,6 +17,7 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from billing.services import plan_set
 from tenants.audit import Actor
 from tenants.models import Membership, Tenant, User
 from tenants.permissions import Role
@@ -52,6 +53,8 @@ class Command(BaseCommand):
             tenant = Tenant.objects.filter(slug=DEMO_SLUG).first()
             if tenant is None:
                 tenant = tenant_create(slug=DEMO_SLUG, name="Acme Corp", owner=owner, actor=actor)
+                # Team shows every feature (audit export, MFA enforcement); `plan_set acme free` to try Free.
+                plan_set(tenant=tenant, plan="team", actor=actor)
             elif not Membership.objects.filter(tenant=tenant, user=owner).exists():
                 member_add(tenant=tenant, user=owner, role=Role.OWNER, actor=actor)
             key = saved.get("api_key", "")
@@ -79,6 +82,7 @@ class Command(BaseCommand):
                     f"  API docs:   {base}/api/schema/docs/",
                     f"  API key:    {key}",
                     f"  Try:        curl -H 'Authorization: Bearer {key}' {base}/api/v1/tenant",
+                    f"  Usage:      curl -H 'Authorization: Bearer {key}' {base}/api/v1/usage  (Team plan)",
                     f"  Run agent:  curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
                     f" -d '{run_body}' {base}/api/v1/agents/{agent.pk}/runs",
                 ]
