@@ -369,8 +369,11 @@ def run_execute(run_id: Any) -> str | None:
     started = time.monotonic()
     try:
         spec = spec_for_version(run.version_id, run.version.definition)
+        # Every claim counts (crash re-queues and resumed waits too): the first has nothing to resume.
         done = (
-            StepRun.objects.filter(run=run, kind=StepRun.Kind.STEP)
+            []
+            if run.claims == 1
+            else StepRun.objects.filter(run=run, kind=StepRun.Kind.STEP)
             .filter(Q(status=StepRun.Status.SUCCEEDED) | Q(status=StepRun.Status.SKIPPED))
             .values_list("key", "status", "output")
         )
@@ -464,6 +467,11 @@ def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
     """
     from agents.tasks import run_execute_task
 
+    if (
+        lost_before is None
+        and not Run.objects.filter(tenant_id=tenant_id, status=Run.Status.QUEUED, deferred=True).exists()
+    ):
+        return 0  # the common case after a run finishes: nobody is waiting for its slot
     running = Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
     room = plan_limit(tenant_id, Metric.CONCURRENT_RUNS) - running
     if room <= 0:

@@ -12,6 +12,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from agents.execution import run_execute
 from agents.models import Run, Trigger, TriggerEvent
 from agents.services import triggers as trigger_services
 from agents.services.runs import run_wait
@@ -94,26 +95,32 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         "query": dict(request.GET.items()),
         "headers": {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS},
     }
+    inline = trigger_services.inline_eligible(trigger.agent.published_version)
     try:
         record, run = trigger_services.trigger_fire(
             trigger=trigger,
             event=event,
             delivery_id=delivery_id,
             idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
+            enqueue=not inline,
         )
     except QuotaExceeded as exc:
         return _falcon_error(exc)
+    if run is not None and inline and run.status == Run.Status.QUEUED:
+        # Claimed like a queued run (a crash leaves it to the sweeper) and logged step by step; when
+        # the tenant is at its concurrency limit the claim defers it to the queue instead.
+        run.status = run_execute(run.pk) or Run.Status.QUEUED
     if run is None:
         return _error(422, record.code, record.message)
     wait = float(config.get("sync_wait_s") or 0)
     if wait:
-        run = run_wait(run.pk, wait)
+        run = run_wait(run.pk, wait) if run.status not in Run.FINISHED else Run.objects.get(pk=run.pk)
         if run.status in Run.FINISHED:
             return JsonResponse(
                 {"run_id": str(run.pk), "status": run.status, "output": run.output, "error": run.error},
                 status=200,
             )
-    return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)
+    return JsonResponse({"run_id": str(run.pk), "status": run.status}, status=202)
 
 
 @csrf_exempt

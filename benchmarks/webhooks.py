@@ -3,7 +3,8 @@
 1. Acceptance: requests/s and p50/p99 latency at concurrency 1, 8 and 32 (no worker running), and
    every accepted request must have produced a queued run.
 2. End to end: a 3-step transform workflow triggered by webhooks for 30 s with a worker running;
-   runs completed (and fully logged) per second.
+   runs completed (and fully logged) per second. Such a short pure workflow runs inline in the
+   webhook request by default; FALCON_WEBHOOK_INLINE_MAX_STEPS=0 measures the queued path instead.
 
     make bench   (or: python -m benchmarks.webhooks [seconds per level] [end-to-end seconds])
 """
@@ -165,8 +166,8 @@ def main() -> None:
             worker.terminate()
             worker.wait(timeout=60)
         print(
-            f"end to end (3 transform steps, webhook -> run -> worker, c=8 for {e2e_s:g} s, "
-            "1 worker x 8 threads):"
+            f"end to end (3 transform steps, c=8 for {e2e_s:g} s, 1 worker x 8 threads; "
+            f"inline up to {os.environ.get('FALCON_WEBHOOK_INLINE_MAX_STEPS', '10')} steps):"
         )
         print(
             f"  accepted {accepted} webhooks ({accepted / sent_for:.1f}/s); completed while sending: "

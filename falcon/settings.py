@@ -347,6 +347,8 @@ FALCON_INBOUND_EMAIL_DOMAIN = env_str("FALCON_INBOUND_EMAIL_DOMAIN", "inbound.lo
 FALCON_INBOUND_EMAIL_MAX_BYTES = env_int("FALCON_INBOUND_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
+# Webhooks execute short pure workflows (transforms, branches) in the request: no queue hop (0 = never).
+FALCON_WEBHOOK_INLINE_MAX_STEPS = env_int("FALCON_WEBHOOK_INLINE_MAX_STEPS", 10, minimum=0)
 
 # --- Billing: Stripe decides the plan, the plan decides the limits (billing/plans.py) --------------------
 # Without STRIPE_SECRET_KEY billing endpoints answer "billing not configured" and operators place

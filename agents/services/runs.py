@@ -53,10 +53,13 @@ def run_start(
     idempotency_key: str | None = None,
     version: AgentVersion | None = None,
     rerun_of: Run | None = None,
+    enqueue: bool = True,
 ) -> tuple[Run, bool]:
     """A queued run of the published version (or ``version``), and whether it is new.
 
     The same idempotency key for the same agent within 24 h returns the first run instead.
+    ``enqueue=False`` leaves the queued run for the caller to execute inline (``run_execute``); the
+    sweeper dispatches it anyway if the caller dies first.
     """
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
@@ -108,7 +111,8 @@ def run_start(
                     "rerun_of": str(rerun_of.pk) if rerun_of else None,
                 },
             )
-            run_enqueue(run.pk)
+            if enqueue:
+                run_enqueue(run.pk)
     except IntegrityError:
         if idempotency_key is not None and (existing := _idempotent_match(agent, idempotency_key)):
             return existing, False  # a concurrent request with the same key won the race

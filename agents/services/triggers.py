@@ -14,12 +14,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from celery.schedules import crontab_parser
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from agents.engine import templates
+from agents.engine.spec import BranchStep, TransformStep, spec_for_version
 from agents.models import Agent, Run, Trigger, TriggerEvent
 from agents.services.runs import RunInputInvalid, run_start
 from billing.plans import Metric
@@ -474,7 +476,12 @@ def verify_header(secrets_now: list[str], header_value: str) -> str | None:
 
 
 def trigger_fire(
-    *, trigger: Trigger, event: dict[str, Any], delivery_id: str = "", idempotency_key: str | None = None
+    *,
+    trigger: Trigger,
+    event: dict[str, Any],
+    delivery_id: str = "",
+    idempotency_key: str | None = None,
+    enqueue: bool = True,
 ) -> tuple[TriggerEvent, Run | None]:
     """Maps the event to run input, starts the run (or records why not)."""
     actor = Actor.system(f"trigger:{trigger.name}")
@@ -507,6 +514,7 @@ def trigger_fire(
             trigger=trigger.kind,
             trigger_ref=str(trigger.pk),
             idempotency_key=idempotency_key,
+            enqueue=enqueue,
         )
     except RunInputInvalid as exc:
         return refuse("invalid_input", exc.message)
@@ -519,6 +527,16 @@ def trigger_fire(
     return TriggerEvent.objects.create(
         tenant_id=trigger.tenant_id, trigger=trigger, accepted=True, run=run, delivery_id=delivery_id[:200]
     ), run
+
+
+def inline_eligible(version: Any) -> bool:
+    """Whether a webhook may execute this version in the request: a short workflow of pure steps
+    (transforms and branches: no I/O, no waits), which finishes in milliseconds."""
+    limit = settings.FALCON_WEBHOOK_INLINE_MAX_STEPS
+    if version is None or limit <= 0:
+        return False
+    spec = spec_for_version(version.pk, version.definition)
+    return len(spec.steps) <= limit and all(isinstance(s, TransformStep | BranchStep) for s in spec.steps)
 
 
 def trigger_fire_scheduled(trigger_id: str) -> str:

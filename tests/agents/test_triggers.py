@@ -281,3 +281,41 @@ def test_sync_mode_answers_with_the_output(world, alice_client, client, celery_w
     assert response.status_code == 200, response.json()
     assert response.json()["output"] == "order 42"
     assert response.json()["status"] == "succeeded"
+
+
+@pytest.mark.django_db
+def test_short_pure_workflows_run_inline_in_the_webhook_request(
+    world, alice_client, client, settings, django_capture_on_commit_callbacks
+):
+    pure = create_agent(alice_client, ECHO, name="pure")
+    hook = _make(
+        alice_client,
+        pure,
+        name="pure-hook",
+        config={"auth": "none", "allow_unsigned": True},
+        input_mapping={"order": "{{ event.body.id }}"},
+    )
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        response = _post(client, f"/hooks/{hook['public_id']}", b'{"id": 5}')
+    # Executed before the answer: no task was queued, the run is finished and logged step by step.
+    assert (response.status_code, response.json()["status"]) == (202, "succeeded")
+    assert callbacks == []
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert (run.status, run.output, run.claims) == ("succeeded", "order 5", 1)
+    assert list(run.steps.values_list("step_id", "status")) == [("t", "succeeded")]
+
+    # A workflow with I/O (an LLM step) is queued for a worker as before...
+    io_agent = create_agent(
+        alice_client,
+        {"steps": [{"id": "ask", "type": "llm", "model": "sandbox/echo", "prompt": "hi"}]},
+        name="io",
+    )
+    io_hook = _make(alice_client, io_agent, name="io-hook", config={"auth": "none", "allow_unsigned": True})
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        queued = _post(client, f"/hooks/{io_hook['public_id']}", b"{}")
+    assert (queued.status_code, queued.json()["status"], len(callbacks)) == (202, "queued", 1)
+    # ...and so is every workflow when inline execution is turned off.
+    settings.FALCON_WEBHOOK_INLINE_MAX_STEPS = 0
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        off = _post(client, f"/hooks/{hook['public_id']}", b'{"id": 6}')
+    assert (off.json()["status"], len(callbacks)) == ("queued", 1)
