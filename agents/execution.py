@@ -28,7 +28,7 @@ from django.utils import timezone
 from agents import llm
 from agents.engine.runner import Runner, RunOutcome
 from agents.engine.spec import spec_for_version
-from agents.engine.types import LlmRequest, LlmResult, RunCancelled, StepFailure, StepRecord
+from agents.engine.types import LlmRequest, LlmResult, ResolvedPrompt, RunCancelled, StepFailure, StepRecord
 from agents.engine.validate import input_problems
 from agents.models import Agent, Run, StepRun, Variable
 from agents.payloads import log_safe
@@ -141,6 +141,7 @@ class DatabaseHooks:
         self._cancelled = False
         self._lock = threading.Lock()
         self._pending: list[StepRun] = []
+        self.prompts_used: list[dict[str, Any]] = []
 
     def step_started(self, key: str) -> None:
         return None
@@ -285,6 +286,34 @@ class DatabaseHooks:
             finally:
                 if not connection.in_atomic_block:
                     connection.close()
+
+    def resolve_prompt(self, ref: Any, step_id: str) -> ResolvedPrompt:
+        """The library version the step uses now (its label is read at call time), remembered on the run."""
+        from agents.services.prompts import prompt_resolve
+        from falcon.errors import NotFound
+
+        try:
+            version = prompt_resolve(
+                tenant_id=self.run.tenant_id, name=ref.name, label=ref.label, version=ref.version
+            )
+        except NotFound as exc:
+            raise StepFailure(exc.message, code="prompt_not_found") from exc
+        used = {
+            "step": step_id,
+            "prompt": ref.name,
+            "label": None if ref.version is not None else (ref.label or "production"),
+            "version": version.number,
+            "version_id": str(version.pk),
+        }
+        with self._lock:
+            if used not in self.prompts_used:
+                self.prompts_used.append(used)
+        return ResolvedPrompt(
+            template=version.template,
+            system=version.system,
+            input_variables=tuple(version.input_variables),
+            parameters=dict(version.model_parameters),
+        )
 
     def run_agent(self, name: str, input: Any, depth: int) -> Any:
         agent = (
@@ -433,6 +462,11 @@ def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks)
         "completion_tokens": totals["c"] or 0,
         "cost_usd": totals["cost"] or Decimal(0),
     }
+    if hooks.prompts_used:
+        fields["prompt_versions"] = [
+            *[p for p in run.prompt_versions if p not in hooks.prompts_used],
+            *hooks.prompts_used,
+        ]
     status = outcome.status
     if status == "cancelled" and hooks.cancelled():
         state = Run.objects.filter(pk=run.pk).values_list("status", "claims").first()

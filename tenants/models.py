@@ -76,6 +76,9 @@ class Tenant(models.Model):
     require_mfa = models.BooleanField(
         default=False, help_text="Members must use two-factor authentication to act in this tenant."
     )
+    prompt_four_eyes = models.BooleanField(
+        default=False, help_text="A prompt version's author may not approve it."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -47,16 +47,28 @@ class Action(StrEnum):
     AGENTS_RUN = "agents.run"
     RUNS_READ = "runs.read"
     CONNECTORS_MANAGE = "connectors.manage"
+    PROMPTS_READ = "prompts.read"
+    PROMPTS_EDIT = "prompts.edit"
+    PROMPTS_PUBLISH = "prompts.publish"
     AUDIT_READ = "audit.read"
 
 
-_READ = {Action.TENANT_READ, Action.MEMBERS_READ, Action.AGENTS_READ, Action.RUNS_READ, Action.BILLING_READ}
-_BUILD = {Action.AGENTS_BUILD, Action.AGENTS_PUBLISH, Action.CONNECTORS_MANAGE}
+_READ = {
+    Action.TENANT_READ,
+    Action.MEMBERS_READ,
+    Action.AGENTS_READ,
+    Action.RUNS_READ,
+    Action.BILLING_READ,
+    Action.PROMPTS_READ,
+}
+_BUILD = {Action.AGENTS_BUILD, Action.AGENTS_PUBLISH, Action.CONNECTORS_MANAGE, Action.PROMPTS_EDIT}
 _MANAGE = {Action.TENANT_MANAGE, Action.MEMBERS_MANAGE, Action.API_KEYS_MANAGE, Action.SPEND_CAPS_MANAGE}
 
 ROLE_ACTIONS: dict[str, frozenset[Action]] = {
     Role.OWNER: frozenset(Action),
-    Role.ADMIN: frozenset(_READ | _BUILD | _MANAGE | {Action.AGENTS_RUN, Action.AUDIT_READ}),
+    Role.ADMIN: frozenset(
+        _READ | _BUILD | _MANAGE | {Action.AGENTS_RUN, Action.AUDIT_READ, Action.PROMPTS_PUBLISH}
+    ),
     Role.BUILDER: frozenset(_READ | _BUILD | {Action.AGENTS_RUN}),
     Role.OPERATOR: frozenset(_READ | {Action.AGENTS_RUN}),
     Role.VIEWER: frozenset(_READ),
@@ -66,11 +78,19 @@ ROLE_ACTIONS: dict[str, frozenset[Action]] = {
 SCOPE_ACTIONS: dict[str, frozenset[Action]] = {
     # Each scope can read what it acts on, so a single-scope key is usable on its own.
     Scope.READ: frozenset(_READ),
-    Scope.WRITE: frozenset(_BUILD | {Action.TENANT_READ, Action.AGENTS_READ}),
+    Scope.WRITE: frozenset(_BUILD | {Action.TENANT_READ, Action.AGENTS_READ, Action.PROMPTS_READ}),
     Scope.RUN: frozenset({Action.AGENTS_RUN, Action.TENANT_READ, Action.AGENTS_READ, Action.RUNS_READ}),
     # billing.manage: only on keys an owner created (checked by TenantContext, see OWNER_KEY_ONLY).
     Scope.ADMIN: frozenset(
-        _MANAGE | {Action.TENANT_READ, Action.MEMBERS_READ, Action.BILLING_READ, Action.BILLING_MANAGE}
+        _MANAGE
+        | {
+            Action.TENANT_READ,
+            Action.MEMBERS_READ,
+            Action.BILLING_READ,
+            Action.BILLING_MANAGE,
+            Action.PROMPTS_READ,
+            Action.PROMPTS_PUBLISH,
+        }
     ),
     Scope.AUDIT: frozenset({Action.AUDIT_READ, Action.TENANT_READ}),
 }

@@ -84,6 +84,7 @@ def tenant_update(
     acting_user: User | None,
     name: str | None = None,
     require_mfa: bool | None = None,
+    prompt_four_eyes: bool | None = None,
 ) -> Tenant:
     before: dict[str, object] = {}
     after: dict[str, object] = {}
@@ -103,6 +104,9 @@ def tenant_update(
             )
         before["require_mfa"], after["require_mfa"] = tenant.require_mfa, require_mfa
         tenant.require_mfa = require_mfa
+    if prompt_four_eyes is not None and prompt_four_eyes != tenant.prompt_four_eyes:
+        before["prompt_four_eyes"], after["prompt_four_eyes"] = tenant.prompt_four_eyes, prompt_four_eyes
+        tenant.prompt_four_eyes = prompt_four_eyes
     if after:
         tenant.save(update_fields=list(after))
         audit_record(

@@ -105,7 +105,14 @@ def a_ids(world) -> dict[str, str]:
         actor=Actor.system("t"),
         created_by=None,
     )
+    from agents.services.prompts import prompt_create, prompt_version_create
+
+    prompt = prompt_create(
+        tenant=world.tenant_a, name="a-prompt", description="", actor=Actor.system("t"), created_by=None
+    )
+    prompt_version_create(prompt=prompt, template="hi", actor=Actor.system("t"), author=None)
     return {
+        "prompt": str(prompt.pk),
         "trigger": str(trigger.pk),
         "connector": str(connector.pk),
         "variable": str(variable.pk),

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from agents.api import views
+from agents.api.prompts import PromptViewSet
 from falcon.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
@@ -8,6 +9,7 @@ router.register("agents", views.AgentViewSet, basename="agent")
 router.register("runs", views.RunViewSet, basename="run")
 router.register("variables", views.VariableViewSet, basename="variable")
 router.register("triggers", views.TriggerViewSet, basename="trigger")
+router.register("prompts", PromptViewSet, basename="prompt")
 
 urlpatterns = [
     path("schemas/workflow.json", views.WorkflowSchemaView.as_view(), name="workflow-schema"),

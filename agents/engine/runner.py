@@ -127,6 +127,7 @@ class Runner:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.cost_usd = 0.0
+        self._prompt_parameters: dict[str, dict[str, Any]] = {}
 
     # --- the run ---------------------------------------------------------------------------------------
 
@@ -453,16 +454,45 @@ class Runner:
         assert last is not None
         raise StepFailed(key, last)
 
+    def _governed(self, step: LlmStep | AgentStep, scope: _Scope) -> tuple[str, str | None, dict[str, Any]]:
+        """The library prompt's rendered system and user text, and its model parameters."""
+        ref = step.prompt
+        assert isinstance(ref, PromptRef)
+        resolved = self.hooks.resolve_prompt(ref, step.id)
+        try:
+            variables = templates.render(ref.variables, scope.context) if ref.variables else {}
+        except templates.TemplateError as exc:
+            raise StepFailure(f"template error in prompt variables: {exc}", code="template_error") from exc
+        missing = [v for v in resolved.input_variables if v not in variables and v not in scope.context]
+        if missing:
+            raise StepFailure(
+                f"prompt {ref.name!r} needs variables it was not given: {', '.join(missing)}",
+                code="template_error",
+            )
+        context = {**scope.context, **variables}
+        try:
+            system = templates.render(resolved.system, context) if resolved.system else None
+            prompt = templates.render(resolved.template, context)
+        except templates.TemplateError as exc:
+            raise StepFailure(f"template error in prompt {ref.name!r}: {exc}", code="template_error") from exc
+        if step.system:
+            try:
+                own = templates.render(step.system, scope.context)
+            except templates.TemplateError as exc:
+                raise StepFailure(f"template error: {exc}", code="template_error") from exc
+            system = f"{own}\n\n{system}" if system else own
+        self._prompt_parameters[step.id] = resolved.parameters
+        return str(prompt), system, resolved.parameters
+
     def _messages(self, step: LlmStep | AgentStep, scope: _Scope) -> list[dict[str, Any]]:
         if isinstance(step.prompt, PromptRef):
-            raise StepFailure(
-                "governed prompts are not available yet; use an inline prompt", code="prompt_unavailable"
-            )
-        try:
-            system = templates.render(step.system, scope.context) if step.system else None
-            prompt = templates.render(step.prompt, scope.context)
-        except templates.TemplateError as exc:
-            raise StepFailure(f"template error: {exc}", code="template_error") from exc
+            prompt, system, _ = self._governed(step, scope)
+        else:
+            try:
+                system = templates.render(step.system, scope.context) if step.system else None
+                prompt = templates.render(step.prompt, scope.context)
+            except templates.TemplateError as exc:
+                raise StepFailure(f"template error: {exc}", code="template_error") from exc
         messages = []
         if isinstance(step, LlmStep) and step.json_schema is not None:
             instruction = (
@@ -521,13 +551,15 @@ class Runner:
 
     def _llm_attempt(self, step: LlmStep, key: str, scope: _Scope, model: str, attempt: int) -> Any:
         messages = self._messages(step, scope)
+        # A governed prompt's parameters apply where the step sets none of its own.
+        params = self._prompt_parameters.get(step.id, {}) if isinstance(step.prompt, PromptRef) else {}
 
         def request_for(conversation: list[dict[str, Any]]) -> LlmRequest:
             return LlmRequest(
                 model=model,
                 messages=conversation,
-                temperature=step.temperature,
-                max_tokens=step.max_tokens,
+                temperature=step.temperature if step.temperature is not None else params.get("temperature"),
+                max_tokens=step.max_tokens if step.max_tokens is not None else params.get("max_tokens"),
                 timeout_s=self._timeout(step),
                 connector=step.connector,
                 json_schema=step.json_schema,

@@ -33,9 +33,14 @@ class _StepBase(_Strict):
 
 
 class PromptRef(_Strict):
+    """A governed prompt from the library: by label (default ``production``) or a fixed version."""
+
     name: str
     label: str | None = None
-    version: int | None = None
+    version: int | None = Field(None, ge=1)
+    variables: dict[str, Any] = Field(
+        default_factory=dict, description="Values for the prompt's variables (templates over the context)."
+    )
 
 
 class LlmStep(_StepBase):

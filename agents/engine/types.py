@@ -38,6 +38,16 @@ class LlmResult:
     tool_calls: list[ToolCall] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class ResolvedPrompt:
+    """A prompt version as a step uses it: its templates, declared variables and model parameters."""
+
+    template: str
+    system: str = ""
+    input_variables: tuple[str, ...] = ()
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
 class StepFailure(Exception):
     """A step could not produce its output. ``retryable`` failures are retried per the step's policy."""
 
@@ -100,6 +110,8 @@ class Hooks(Protocol):
     def llm(self, request: LlmRequest) -> LlmResult: ...
 
     def run_agent(self, name: str, input: Any, depth: int) -> Any: ...
+
+    def resolve_prompt(self, ref: Any, step_id: str) -> ResolvedPrompt: ...
 
     def agent_input_schema(self, name: str) -> dict[str, Any]: ...
 

@@ -61,7 +61,11 @@ def definition_validate(*, tenant: Tenant, definition: Any) -> WorkflowSpec:
         )
 
     def prompt_check(name: str) -> str | None:
-        return f"no prompt named {name!r} (the prompt library is not available yet)"
+        from agents.models import Prompt
+
+        return (
+            None if Prompt.objects.filter(tenant=tenant, name=name).exists() else f"no prompt named {name!r}"
+        )
 
     spec, problems = workflow_validate(
         definition,

@@ -10,7 +10,15 @@ import pytest
 from agents.engine import templates
 from agents.engine.runner import Runner, backoff_delay
 from agents.engine.spec import RetryPolicy
-from agents.engine.types import LlmError, LlmRequest, LlmResult, StepFailure, StepRecord, ToolCall
+from agents.engine.types import (
+    LlmError,
+    LlmRequest,
+    LlmResult,
+    ResolvedPrompt,
+    StepFailure,
+    StepRecord,
+    ToolCall,
+)
 from agents.engine.validate import workflow_validate
 
 
@@ -44,6 +52,9 @@ class FakeHooks:
 
     def agent_input_schema(self, name: str) -> dict[str, Any]:
         return {"type": "object"}
+
+    def resolve_prompt(self, ref: Any, step_id: str) -> ResolvedPrompt:
+        return ResolvedPrompt(template="library: {{ topic }}", input_variables=("topic",))
 
     def call_connector(self, step_type: str, connector: str, operation: dict[str, Any]) -> Any:
         reply = self.connector_replies.pop(0)

@@ -31,6 +31,7 @@ def test_current_tenant(world, bob_client):
         "slug": "tenant-a",
         "name": "Tenant A",
         "require_mfa": False,
+        "prompt_four_eyes": False,
         "created_at": response.json()["created_at"],
     }
 
