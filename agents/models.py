@@ -31,6 +31,14 @@ class Agent(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint("tenant", Lower("name"), name="agent_name_unique_per_tenant")]
         indexes = [models.Index(fields=["tenant", "created_at"])]
+        # Per-object rights (django-guardian); "custom" marks a member whose rights here are set explicitly.
+        permissions = [
+            ("agent_view", "View this agent"),
+            ("agent_edit", "Edit this agent"),
+            ("agent_publish", "Publish this agent"),
+            ("agent_run", "Run this agent"),
+            ("agent_custom", "Has explicit rights on this agent"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -310,6 +318,13 @@ class Prompt(models.Model):
             models.UniqueConstraint(fields=["tenant", "name"], name="prompt_name_unique_per_tenant")
         ]
         indexes = [models.Index(fields=["tenant", "created_at"])]
+        permissions = [
+            ("prompt_view", "View this prompt"),
+            ("prompt_edit", "Edit this prompt"),
+            ("prompt_publish", "Publish this prompt"),
+            ("prompt_run", "Use this prompt"),
+            ("prompt_custom", "Has explicit rights on this prompt"),
+        ]
 
     def __str__(self) -> str:
         return self.name

@@ -90,6 +90,9 @@ class Membership(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="memberships")
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=16, choices=Role.choices)
+    granted_only = models.BooleanField(
+        default=False, help_text="Agents and prompts: only those with explicit rights (none from the role)."
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -148,6 +148,25 @@ def member_add(*, tenant: Tenant, user: User, role: str, actor: Actor) -> Member
     return membership
 
 
+@transaction.atomic
+def member_granted_only_set(*, membership: Membership, granted_only: bool, actor: Actor) -> Membership:
+    """Limits a member to the agents and prompts they hold explicit rights on (or lifts the limit)."""
+    membership = Membership.objects.select_for_update().select_related("user").get(pk=membership.pk)
+    if membership.granted_only != granted_only:
+        membership.granted_only = granted_only
+        membership.save(update_fields=["granted_only"])
+        audit_record(
+            tenant=membership.tenant_id,
+            actor=actor,
+            action="member.access_changed",
+            target_type="membership",
+            target_id=membership.pk,
+            before={"user": membership.user.email, "granted_only": not granted_only},
+            after={"user": membership.user.email, "granted_only": granted_only},
+        )
+    return membership
+
+
 def _owners_locked(tenant_id: UUID) -> list[Membership]:
     """The tenant's owner memberships, locked in a fixed order before any other membership row.
 

@@ -27,8 +27,10 @@ from agents.models import Prompt, PromptLabel, PromptVersion
 from agents.services import prompts as prompt_services
 from falcon.errors import InvalidInput, NotFound
 from tenants.api.base import TenantScopedViewSet
+from tenants.api.serializers import ObjectRightsSerializer, ObjectRightsUpdateSerializer
 from tenants.api.views import TENANT_HEADER_PARAMETER
-from tenants.models import User
+from tenants.models import Membership, User
+from tenants.object_access import object_rights_set, rights_listing
 from tenants.permissions import Action
 
 VERSION = r"versions/(?P<number>[0-9]{1,9})"
@@ -41,6 +43,7 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         Prefetch("versions", queryset=PromptVersion.objects.only("id", "prompt_id", "number")),
     ).order_by("name")
     serializer_class = PromptSerializer
+    rights_path = ""
     required_actions = {
         "list": Action.PROMPTS_READ,
         "retrieve": Action.PROMPTS_READ,
@@ -56,6 +59,7 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         "labels": Action.PROMPTS_READ,
         "label_move": Action.PROMPTS_PUBLISH,
         "label_history": Action.PROMPTS_READ,
+        "permissions": Action.PROMPTS_READ,  # PUT also needs members.manage
     }
 
     def _person(self) -> User | None:
@@ -106,6 +110,31 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         )
         return Response(self._fresh(prompt))
 
+    @extend_schema(methods=["GET"], responses=ObjectRightsSerializer(many=True))
+    @extend_schema(
+        methods=["PUT"], request=ObjectRightsUpdateSerializer, responses=ObjectRightsSerializer(many=True)
+    )
+    @action(detail=True, methods=["get", "put"])
+    def permissions(self, request: Request, pk: str) -> Response:
+        """Who may do what on this object: every member's explicit and effective rights; PUT sets one
+        member's explicit rights (null: back to the role's)."""
+        obj = self.get_object()
+        if request.method == "PUT":
+            self.ctx.require(Action.MEMBERS_MANAGE)
+            body = ObjectRightsUpdateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            membership = (
+                Membership.objects.filter(tenant=self.ctx.tenant, pk=body.validated_data["member"])
+                .select_related("user")
+                .first()
+            )
+            if membership is None:
+                raise NotFound("No such member.", field="member")
+            object_rights_set(
+                obj=obj, membership=membership, rights=body.validated_data["rights"], actor=self.ctx.actor
+            )
+        return Response(rights_listing(obj))
+
     @extend_schema(
         methods=["POST"], request=PromptVersionCreateSerializer, responses={201: PromptVersionSerializer}
     )
@@ -114,7 +143,7 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
     def versions(self, request: Request, pk: str) -> Response:
         prompt = self.get_object()
         if request.method == "POST":
-            self.ctx.require(Action.PROMPTS_EDIT)
+            self.require_on(prompt, Action.PROMPTS_EDIT)
             body = PromptVersionCreateSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             version = prompt_services.prompt_version_create(

@@ -44,7 +44,10 @@ from billing.models import AgentSpendCap
 from billing.services import agent_spend_cap_set
 from falcon.errors import InvalidInput, NotFound
 from tenants.api.base import TenantScopedViewSet
+from tenants.api.serializers import ObjectRightsSerializer, ObjectRightsUpdateSerializer
 from tenants.api.views import TENANT_HEADER_PARAMETER
+from tenants.models import Membership
+from tenants.object_access import object_rights_set, rights_listing
 from tenants.permissions import Action
 
 
@@ -63,6 +66,7 @@ class WorkflowSchemaView(APIView):
 class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Agent.objects.select_related("published_version", "created_by").order_by("-created_at")
     serializer_class = AgentSerializer
+    rights_path = ""
     required_actions = {
         "list": Action.AGENTS_READ,
         "retrieve": Action.AGENTS_READ,
@@ -77,6 +81,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         "version_diff": Action.AGENTS_READ,
         "runs": Action.AGENTS_RUN,
         "spend_cap": Action.BILLING_READ,  # PUT also needs billing.spend_caps
+        "permissions": Action.AGENTS_READ,  # PUT also needs members.manage
     }
 
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
@@ -136,6 +141,31 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         cap = AgentSpendCap.objects.filter(agent=agent).values_list("monthly_usd", flat=True).first()
         return Response({"monthly_usd": None if cap is None else str(cap)})
 
+    @extend_schema(methods=["GET"], responses=ObjectRightsSerializer(many=True))
+    @extend_schema(
+        methods=["PUT"], request=ObjectRightsUpdateSerializer, responses=ObjectRightsSerializer(many=True)
+    )
+    @action(detail=True, methods=["get", "put"])
+    def permissions(self, request: Request, pk: str) -> Response:
+        """Who may do what on this object: every member's explicit and effective rights; PUT sets one
+        member's explicit rights (null: back to the role's)."""
+        obj = self.get_object()
+        if request.method == "PUT":
+            self.ctx.require(Action.MEMBERS_MANAGE)
+            body = ObjectRightsUpdateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            membership = (
+                Membership.objects.filter(tenant=self.ctx.tenant, pk=body.validated_data["member"])
+                .select_related("user")
+                .first()
+            )
+            if membership is None:
+                raise NotFound("No such member.", field="member")
+            object_rights_set(
+                obj=obj, membership=membership, rights=body.validated_data["rights"], actor=self.ctx.actor
+            )
+        return Response(rights_listing(obj))
+
     # --- versions ---
 
     def _version(self, agent: Agent, number: str) -> AgentVersion:
@@ -152,7 +182,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
     def versions(self, request: Request, pk: str) -> Response:
         agent = self.get_object()
         if request.method == "POST":
-            self.ctx.require(Action.AGENTS_BUILD)
+            self.require_on(agent, Action.AGENTS_BUILD)
             body = AgentVersionCreateSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             version = agent_services.version_create(
@@ -233,6 +263,7 @@ def _run_response(run_id: Any, wait_s: float) -> Response:
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Run.objects.select_related("agent", "version")
     serializer_class = RunSerializer
+    rights_path = "agent"
     required_actions = {
         "list": Action.RUNS_READ,
         "retrieve": Action.RUNS_READ,

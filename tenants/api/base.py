@@ -9,7 +9,9 @@ from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
 from rest_framework.viewsets import GenericViewSet
 
+from falcon.errors import Forbidden
 from tenants.access import TenantContext, tenant_context_resolve
+from tenants.object_access import ACTION_RIGHT, may_on_some, object_allows, visible_filter
 from tenants.permissions import Action
 
 
@@ -22,6 +24,9 @@ class TenantScopedViewSet(GenericViewSet):
     """
 
     required_actions: ClassVar[dict[str, Action]] = {}
+    # Per-object rights (tenants/object_access.py): "" when the objects are agents or prompts
+    # themselves, "agent" when they belong to one (runs); None when the resource has none.
+    rights_path: ClassVar[str | None] = None
     lookup_value_regex = "[0-9a-fA-F-]{36}"
     tenant_field: ClassVar[str] = "tenant"
     ctx: TenantContext
@@ -40,8 +45,44 @@ class TenantScopedViewSet(GenericViewSet):
             action = self.required_actions[self.action]
         except KeyError as exc:
             raise RuntimeError(f"{type(self).__name__}.{self.action} has no required action") from exc
-        self.ctx.require(action)
+        if self.rights_path is not None and action in ACTION_RIGHT and self.action != "create":
+            # Object rights may grant what the role does not: the object itself decides (get_object).
+            if not may_on_some(self.ctx, action, self._rights_model()):
+                self.ctx.require(action)
+        else:
+            self.ctx.require(action)
+
+    def _rights_model(self) -> type[Model]:
+        assert self.queryset is not None
+        model: type[Model] = self.queryset.model
+        if self.rights_path:
+            related = model._meta.get_field(self.rights_path).related_model
+            assert isinstance(related, type)
+            return related
+        return model
 
     def get_queryset(self) -> QuerySet[Model]:
         queryset = super().get_queryset()
-        return queryset.filter(**{self.tenant_field: self.ctx.tenant})
+        queryset = queryset.filter(**{self.tenant_field: self.ctx.tenant})
+        if self.rights_path is not None:
+            narrowing = visible_filter(self.ctx, self._rights_model(), self.rights_path)
+            if narrowing is not None:
+                queryset = queryset.filter(narrowing)
+        return queryset
+
+    def get_object(self) -> Any:
+        obj = super().get_object()
+        if self.rights_path is not None:
+            self.require_on(obj, self.required_actions[self.action])
+        return obj
+
+    def require_on(self, obj: Any, action: Action) -> None:
+        """The action on this object (per-object rights of agents and prompts; the role elsewhere)."""
+        target = getattr(obj, self.rights_path) if self.rights_path else obj
+        if self.rights_path is not None and action in ACTION_RIGHT:
+            if not object_allows(self.ctx, action, target):
+                raise Forbidden(
+                    f"This action ({action.value}) is not allowed on this {target._meta.model_name}."
+                )
+        else:
+            self.ctx.require(action)

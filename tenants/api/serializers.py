@@ -47,12 +47,31 @@ class MemberSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Membership
-        fields = ["id", "user", "role", "created_at"]
+        fields = ["id", "user", "role", "granted_only", "created_at"]
         read_only_fields = fields
 
 
 class MemberUpdateSerializer(StrictSerializer):
-    role = serializers.ChoiceField(choices=Role.choices)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    granted_only = serializers.BooleanField(
+        required=False, help_text="Agents and prompts: only those with explicit rights."
+    )
+
+
+class ObjectRightsSerializer(serializers.Serializer):
+    member = serializers.UUIDField()
+    email = serializers.EmailField()
+    role = serializers.CharField()
+    granted_only = serializers.BooleanField()
+    explicit = serializers.ListField(child=serializers.CharField(), allow_null=True)
+    effective = serializers.ListField(child=serializers.CharField())
+
+
+class ObjectRightsUpdateSerializer(StrictSerializer):
+    member = serializers.UUIDField()
+    rights = serializers.ListField(
+        child=serializers.ChoiceField(choices=["view", "edit", "publish", "run"]), allow_null=True
+    )
 
 
 class InvitationSerializer(serializers.ModelSerializer):

@@ -138,12 +138,17 @@ class MemberViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
         self.ctx.require(Action.MEMBERS_MANAGE)
         body = MemberUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        membership = services.member_role_change(
-            membership=membership,
-            role=body.validated_data["role"],
-            actor=self.ctx.actor,
-            acting_role=self.ctx.role,
-        )
+        if "role" in body.validated_data:
+            membership = services.member_role_change(
+                membership=membership,
+                role=body.validated_data["role"],
+                actor=self.ctx.actor,
+                acting_role=self.ctx.role,
+            )
+        if "granted_only" in body.validated_data:
+            membership = services.member_granted_only_set(
+                membership=membership, granted_only=body.validated_data["granted_only"], actor=self.ctx.actor
+            )
         return Response(MemberSerializer(membership).data)
 
     def destroy(self, request: Request, pk: str) -> Response:
