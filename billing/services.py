@@ -536,6 +536,7 @@ def retention_prune() -> dict[str, int]:
     for tenant_id in list(tenant_ids):
         days = entitlement(tenant_id, now=now).limit(Metric.RETENTION_DAYS)
         cutoff = now - timedelta(days=int(days))
+        pruned = {"runs": 0, "steps": 0, "events": 0}
         while True:
             ids = list(
                 Run.objects.filter(tenant_id=tenant_id, status__in=Run.FINISHED, created_at__lt=cutoff)
@@ -545,12 +546,24 @@ def retention_prune() -> dict[str, int]:
             if not ids:
                 break
             with transaction.atomic():
-                totals["steps"] += StepRun.objects.filter(run_id__in=ids).delete()[0]
+                pruned["steps"] += StepRun.objects.filter(run_id__in=ids).delete()[0]
                 Run.objects.filter(rerun_of_id__in=ids).update(rerun_of=None)
-                totals["runs"] += Run.objects.filter(pk__in=ids).delete()[0]
-        totals["events"] += TriggerEvent.objects.filter(tenant_id=tenant_id, received_at__lt=cutoff).delete()[
-            0
-        ]
+                pruned["runs"] += Run.objects.filter(pk__in=ids).delete()[0]
+        old_events = TriggerEvent.objects.filter(tenant_id=tenant_id, received_at__lt=cutoff)
+        pruned["events"] = old_events.delete()[0]
+        if any(pruned.values()):
+            # The log itself records what the retention policy removed, and up to when.
+            with transaction.atomic():
+                audit_record(
+                    tenant=tenant_id,
+                    actor=Actor.system("billing:retention"),
+                    action="runs.pruned",
+                    target_type="tenant",
+                    target_id=tenant_id,
+                    after={**pruned, "before": cutoff.isoformat(), "retention_days": int(days)},
+                )
+        for key, value in pruned.items():
+            totals[key] += value
     return totals
 
 

@@ -288,6 +288,8 @@ def test_retention_prunes_finished_runs_older_than_the_plan_keeps(world, alice_c
     totals = retention_prune()
 
     assert (totals["runs"], totals["steps"]) == (1, 1)
+    pruned = AuditEvent.objects.get(tenant=world.tenant_a, action="runs.pruned")
+    assert (pruned.changes["after"]["runs"], pruned.changes["after"]["retention_days"]) == (1, 7)
     assert set(Run.objects.filter(tenant=world.tenant_a).values_list("pk", flat=True)) == {
         Run.objects.get(pk=recent).pk,
         Run.objects.get(pk=running).pk,
