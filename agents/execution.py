@@ -489,6 +489,14 @@ def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks)
     updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, claims=run.claims).update(**fields)
     if updated and status != "waiting":
         runs_dispatch_tenant(run.tenant_id)
+    if updated and status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
+        from agents.services.notifications import run_ended
+
+        run.status, run.error = status, outcome.error
+        try:
+            run_ended(run)
+        except Exception:  # telling people must never undo the run's own record
+            logger.exception("Could not raise the failure notification of run %s", run.pk)
     return status if updated else None
 
 

@@ -450,6 +450,17 @@ def usage_alert_record(*, tenant_id: Any, metric: str, scope: str, level: int, u
     )
     tenant = Tenant.objects.only("name").get(pk=tenant_id)
     state = "reached" if level >= 100 else f"passed {level}% of"
+    from agents.services.notifications import notify
+
+    # Owners and admins get the e-mail below; the tenant's channels get the notification.
+    notify(
+        tenant_id=tenant_id,
+        event="quota.alert",
+        subject=f"{tenant.name} {state} its {what} limit",
+        body=f"{used} of {limit} ({level}%) this period.",
+        recipients=[],
+        data={"metric": metric, "scope": scope, "percent": level, "used": str(used), "limit": str(limit)},
+    )
     _notify_people(
         tenant_id,
         f"{tenant.name} {state} its {what} limit",

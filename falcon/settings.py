@@ -275,6 +275,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "agents.models.Run.Status",
         "PromptVersionStatusEnum": "agents.models.PromptVersion.Status",
+        "TriggerKindEnum": "agents.models.Trigger.Kind",
+        "NotificationChannelKindEnum": "agents.models.NotificationChannel.Kind",
     },
 }
 
@@ -353,6 +355,8 @@ FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
 # Webhooks execute short pure workflows (transforms, branches) in the request: no queue hop (0 = never).
 FALCON_WEBHOOK_INLINE_MAX_STEPS = env_int("FALCON_WEBHOOK_INLINE_MAX_STEPS", 10, minimum=0)
+# A burst of one event of one agent (run failures) collapses into one message per window.
+FALCON_NOTIFY_COLLAPSE_S = env_int("FALCON_NOTIFY_COLLAPSE_S", 600, minimum=0)
 
 # --- Billing: Stripe decides the plan, the plan decides the limits (billing/plans.py) --------------------
 # Without STRIPE_SECRET_KEY billing endpoints answer "billing not configured" and operators place

@@ -28,6 +28,8 @@ NOT_AUDITED = {
     "subscription_locked": "creates the default Free row on first use",
     "billing_notify": "sends e-mail only",
     "user_has_mfa": "reads only",
+    "notify": "records a message to send; the notification and its deliveries are the record",
+    "notification_deliver": "records a delivery attempt's outcome",
 }
 
 

@@ -111,7 +111,21 @@ def a_ids(world) -> dict[str, str]:
         tenant=world.tenant_a, name="a-prompt", description="", actor=Actor.system("t"), created_by=None
     )
     prompt_version_create(prompt=prompt, template="hi", actor=Actor.system("t"), author=None)
+    from agents.services.notifications import channel_create, notify
+
+    channel, _ = channel_create(
+        tenant=world.tenant_a,
+        name="a-mail",
+        kind="email",
+        config={"to": ["ops@a.example"]},
+        events=[],
+        actor=Actor.system("t"),
+    )
+    note = notify(tenant_id=world.tenant_a.pk, event="quota.alert", subject="s", body="b", recipients=[])
+    assert note is not None
     return {
+        "channel": str(channel.pk),
+        "notification": str(note.pk),
         "prompt": str(prompt.pk),
         "trigger": str(trigger.pk),
         "connector": str(connector.pk),

@@ -1,6 +1,7 @@
 from django.urls import path
 
 from agents.api import views
+from agents.api.notifications import NotificationChannelViewSet, NotificationViewSet
 from agents.api.prompts import PromptViewSet
 from falcon.api import OptionalSlashRouter
 
@@ -10,6 +11,8 @@ router.register("runs", views.RunViewSet, basename="run")
 router.register("variables", views.VariableViewSet, basename="variable")
 router.register("triggers", views.TriggerViewSet, basename="trigger")
 router.register("prompts", PromptViewSet, basename="prompt")
+router.register("notification-channels", NotificationChannelViewSet, basename="notification-channel")
+router.register("notifications", NotificationViewSet, basename="notification")
 
 urlpatterns = [
     path("schemas/workflow.json", views.WorkflowSchemaView.as_view(), name="workflow-schema"),

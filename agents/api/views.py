@@ -32,10 +32,12 @@ from agents.api.serializers import (
     VariableCreateSerializer,
     VariableSerializer,
     VariableUpdateSerializer,
+    WatchersSerializer,
 )
 from agents.engine.spec import workflow_json_schema
-from agents.models import Agent, AgentVersion, Run, Trigger, Variable
+from agents.models import Agent, AgentVersion, AgentWatcher, Run, Trigger, Variable
 from agents.services import agents as agent_services
+from agents.services import notifications as notification_services
 from agents.services import runs as run_services
 from agents.services import triggers as trigger_services
 from agents.services import variables as variable_services
@@ -82,6 +84,7 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
         "runs": Action.AGENTS_RUN,
         "spend_cap": Action.BILLING_READ,  # PUT also needs billing.spend_caps
         "permissions": Action.AGENTS_READ,  # PUT also needs members.manage
+        "watchers": Action.AGENTS_READ,  # PUT also needs the edit right on the agent
     }
 
     @extend_schema(request=AgentCreateSerializer, responses={201: AgentSerializer})
@@ -165,6 +168,22 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
                 obj=obj, membership=membership, rights=body.validated_data["rights"], actor=self.ctx.actor
             )
         return Response(rights_listing(obj))
+
+    @extend_schema(methods=["GET"], responses=dict)
+    @extend_schema(methods=["PUT"], request=WatchersSerializer, responses=dict)
+    @action(detail=True, methods=["get", "put"])
+    def watchers(self, request: Request, pk: str) -> Response:
+        """Members e-mailed when this agent's runs fail or time out."""
+        agent = self.get_object()
+        if request.method == "PUT":
+            self.require_on(agent, Action.AGENTS_BUILD)
+            body = WatchersSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            notification_services.watchers_set(
+                agent=agent, user_ids=body.validated_data["members"], actor=self.ctx.actor
+            )
+        emails = sorted(AgentWatcher.objects.filter(agent=agent).values_list("user__email", flat=True))
+        return Response({"watchers": emails})
 
     # --- versions ---
 

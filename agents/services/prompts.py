@@ -163,6 +163,19 @@ def prompt_version_submit(*, version: PromptVersion, actor: Actor) -> PromptVers
         before=before,
         after=_version_view(version),
     )
+    from agents.services.notifications import notify
+    from tenants.object_access import rights_listing
+
+    approvers = [row["email"] for row in rights_listing(version.prompt) if "publish" in row["effective"]]
+    notify(
+        tenant_id=version.tenant_id,
+        event="prompt.submitted",
+        subject=f"Review requested: {version.prompt.name} v{version.number}",
+        body=f"{version.author_label} submitted v{version.number} of {version.prompt.name} for review: "
+        f"{version.commit_message}",
+        recipients=approvers,
+        data={"prompt": str(version.prompt_id), "version": version.number},
+    )
     return version
 
 
@@ -206,6 +219,17 @@ def prompt_version_review(
         target_id=version.prompt_id,
         before=before,
         after={**_version_view(version), "comment": comment},
+    )
+    from agents.services.notifications import notify
+
+    verdict = "approved" if approve else "rejected"
+    notify(
+        tenant_id=version.tenant_id,
+        event="prompt.reviewed",
+        subject=f"{version.prompt.name} v{version.number} was {verdict}",
+        body=f"{actor.label} {verdict} v{version.number} of {version.prompt.name}. {comment}".strip(),
+        recipients=[version.author.email] if version.author else [],
+        data={"prompt": str(version.prompt_id), "version": version.number, "verdict": verdict},
     )
     return version
 

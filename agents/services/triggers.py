@@ -421,6 +421,17 @@ def triggers_pause(*, tenant_id: Any, actor: Actor, reason: str) -> int:
             after={**_audit_view(trigger), "reason": reason},
         )
         paused += 1
+    if paused:
+        from agents.services.notifications import notify, people_with
+
+        notify(
+            tenant_id=tenant_id,
+            event="trigger.disabled",
+            subject=f"{paused} trigger(s) paused",
+            body=f"Falcon paused {paused} trigger(s): {reason}.",
+            recipients=people_with(tenant_id, ("owner", "admin")),
+            data={"count": paused, "reason": reason},
+        )
     return paused
 
 

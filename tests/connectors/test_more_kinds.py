@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pymysql
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.handlers import Message
 
 from connectors.kinds import KINDS
 from connectors.kinds.base import ConnectorError
@@ -16,6 +14,7 @@ from tests.agents.helpers import create_agent
 from tests.agents.test_runs import run_now, steps_of
 from tests.servers.http_api import HttpApiServer
 from tests.servers.llm import Reply
+from tests.servers.smtp_sink import SmtpSink
 
 SYSTEM = Actor.system("tests")
 MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
@@ -80,19 +79,8 @@ def test_mysql_kind(world, mariadb, loopback_allowed):
 
 @pytest.mark.django_db
 def test_smtp_kind_sends_through_a_real_server(world, loopback_allowed):
-    received = []
-
-    class Collect(Message):
-        def handle_message(self, message):
-            received.append(message)
-
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(Collect(), hostname="127.0.0.1", port=port)
-    controller.start()
+    sink = SmtpSink()
+    received, port = sink.received, sink.port
     try:
         connector = _resolved(
             world.tenant_a,
@@ -111,7 +99,7 @@ def test_smtp_kind_sends_through_a_real_server(world, loopback_allowed):
         assert received[0]["From"] == "bot@acme.example"
         assert KINDS["smtp"].test(connector)["ok"] is True
     finally:
-        controller.stop()
+        sink.stop()
 
 
 @pytest.mark.django_db(transaction=True)
