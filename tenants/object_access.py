@@ -92,10 +92,17 @@ def effective_rights(membership: Membership, obj: models.Model) -> set[str]:
 
 def object_allows(ctx: TenantContext, action: Action, obj: models.Model) -> bool:
     """Whether the request's actor may take ``action`` on this agent or prompt."""
-    right = ACTION_RIGHT.get(action)
-    if ctx.membership is None or right is None:
+    if ctx.membership is None or action not in ACTION_RIGHT:
         return ctx.allows(action)  # API keys act by scope; other actions have no object rights
-    return right in effective_rights(ctx.membership, obj)
+    return member_allows(ctx.membership, action, obj)
+
+
+def member_allows(membership: Membership, action: Action, obj: models.Model) -> bool:
+    """The same decision for a member, where services act for a known person (e.g. a reviewer)."""
+    right = ACTION_RIGHT.get(action)
+    if right is None:
+        return role_allows(membership.role, action)
+    return right in effective_rights(membership, obj)
 
 
 def may_on_some(ctx: TenantContext, action: Action, model: type[models.Model]) -> bool:

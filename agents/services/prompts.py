@@ -21,7 +21,7 @@ from agents.engine import templates
 from agents.models import Prompt, PromptLabel, PromptLabelMove, PromptVersion
 from falcon.errors import Conflict, Forbidden, InvalidInput, NotFound
 from tenants.audit import Actor, audit_record
-from tenants.models import Tenant, User
+from tenants.models import Membership, Tenant, User
 
 DEFAULT_LABEL = "production"
 PROTECTED_BY_DEFAULT = frozenset({"production"})
@@ -196,6 +196,13 @@ def prompt_version_review(
         )
     if not approve and not comment.strip():
         raise InvalidInput("Say why the version is rejected.", field="comment")
+    if reviewer is not None:
+        from tenants.object_access import member_allows
+        from tenants.permissions import Action
+
+        membership = Membership.objects.filter(tenant_id=version.tenant_id, user=reviewer).first()
+        if membership is None or not member_allows(membership, Action.PROMPTS_PUBLISH, version.prompt):
+            raise Forbidden(f"{reviewer.email} may not publish the prompt {version.prompt.name!r}.")
     if version.prompt.tenant.prompt_four_eyes:
         if reviewer is None:
             raise Forbidden(

@@ -211,3 +211,22 @@ def test_diff_and_render(world, alice_client, charlie_client):
     assert bad.status_code == 400
     assert charlie_client.get(f"/api/v1/prompts/{prompt['id']}").status_code == 404
     assert charlie_client.get("/api/v1/prompts/").json()["results"] == []
+
+
+@pytest.mark.django_db
+def test_the_review_service_checks_the_reviewers_right_too(world, alice_client):
+    from agents.models import PromptVersion
+    from agents.services.prompts import prompt_version_review
+    from falcon.errors import Forbidden
+    from tenants.audit import Actor
+
+    prompt = _prompt(alice_client)
+    alice_client.post(f"/api/v1/prompts/{prompt['id']}/versions/1/submit")
+    version = PromptVersion.objects.get(prompt_id=prompt["id"], number=1)
+    builder = member(world.tenant_a, Role.BUILDER)
+    with pytest.raises(Forbidden, match="may not publish"):
+        prompt_version_review(
+            version=version, approve=True, comment="", actor=Actor.system("t"), reviewer=builder
+        )
+    version.refresh_from_db()
+    assert version.status == "in_review"
