@@ -26,18 +26,16 @@ from agents.api.serializers import (
 from agents.models import Prompt, PromptLabel, PromptVersion
 from agents.services import prompts as prompt_services
 from falcon.errors import InvalidInput, NotFound
-from tenants.api.base import TenantScopedViewSet
-from tenants.api.serializers import ObjectRightsSerializer, ObjectRightsUpdateSerializer
+from tenants.api.base import ObjectRightsMixin, TenantScopedViewSet
 from tenants.api.views import TENANT_HEADER_PARAMETER
-from tenants.models import Membership, User
-from tenants.object_access import object_rights_set, rights_listing
+from tenants.models import User
 from tenants.permissions import Action
 
 VERSION = r"versions/(?P<number>[0-9]{1,9})"
 
 
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])
-class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class PromptViewSet(ObjectRightsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Prompt.objects.prefetch_related(
         Prefetch("labels", queryset=PromptLabel.objects.select_related("version")),
         Prefetch("versions", queryset=PromptVersion.objects.only("id", "prompt_id", "number")),
@@ -109,31 +107,6 @@ class PromptViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             prompt=prompt, description=body.validated_data["description"], actor=self.ctx.actor
         )
         return Response(self._fresh(prompt))
-
-    @extend_schema(methods=["GET"], responses=ObjectRightsSerializer(many=True))
-    @extend_schema(
-        methods=["PUT"], request=ObjectRightsUpdateSerializer, responses=ObjectRightsSerializer(many=True)
-    )
-    @action(detail=True, methods=["get", "put"])
-    def permissions(self, request: Request, pk: str) -> Response:
-        """Who may do what on this object: every member's explicit and effective rights; PUT sets one
-        member's explicit rights (null: back to the role's)."""
-        obj = self.get_object()
-        if request.method == "PUT":
-            self.ctx.require(Action.MEMBERS_MANAGE)
-            body = ObjectRightsUpdateSerializer(data=request.data)
-            body.is_valid(raise_exception=True)
-            membership = (
-                Membership.objects.filter(tenant=self.ctx.tenant, pk=body.validated_data["member"])
-                .select_related("user")
-                .first()
-            )
-            if membership is None:
-                raise NotFound("No such member.", field="member")
-            object_rights_set(
-                obj=obj, membership=membership, rights=body.validated_data["rights"], actor=self.ctx.actor
-            )
-        return Response(rights_listing(obj))
 
     @extend_schema(
         methods=["POST"], request=PromptVersionCreateSerializer, responses={201: PromptVersionSerializer}

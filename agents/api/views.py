@@ -45,11 +45,8 @@ from billing.api.views import SpendCapSerializer
 from billing.models import AgentSpendCap
 from billing.services import agent_spend_cap_set
 from falcon.errors import InvalidInput, NotFound
-from tenants.api.base import TenantScopedViewSet
-from tenants.api.serializers import ObjectRightsSerializer, ObjectRightsUpdateSerializer
+from tenants.api.base import ObjectRightsMixin, TenantScopedViewSet
 from tenants.api.views import TENANT_HEADER_PARAMETER
-from tenants.models import Membership
-from tenants.object_access import object_rights_set, rights_listing
 from tenants.permissions import Action
 
 
@@ -65,7 +62,7 @@ class WorkflowSchemaView(APIView):
 
 
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])
-class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
+class AgentViewSet(ObjectRightsMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Agent.objects.select_related("published_version", "created_by").order_by("-created_at")
     serializer_class = AgentSerializer
     rights_path = ""
@@ -143,31 +140,6 @@ class AgentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScope
             )
         cap = AgentSpendCap.objects.filter(agent=agent).values_list("monthly_usd", flat=True).first()
         return Response({"monthly_usd": None if cap is None else str(cap)})
-
-    @extend_schema(methods=["GET"], responses=ObjectRightsSerializer(many=True))
-    @extend_schema(
-        methods=["PUT"], request=ObjectRightsUpdateSerializer, responses=ObjectRightsSerializer(many=True)
-    )
-    @action(detail=True, methods=["get", "put"])
-    def permissions(self, request: Request, pk: str) -> Response:
-        """Who may do what on this object: every member's explicit and effective rights; PUT sets one
-        member's explicit rights (null: back to the role's)."""
-        obj = self.get_object()
-        if request.method == "PUT":
-            self.ctx.require(Action.MEMBERS_MANAGE)
-            body = ObjectRightsUpdateSerializer(data=request.data)
-            body.is_valid(raise_exception=True)
-            membership = (
-                Membership.objects.filter(tenant=self.ctx.tenant, pk=body.validated_data["member"])
-                .select_related("user")
-                .first()
-            )
-            if membership is None:
-                raise NotFound("No such member.", field="member")
-            object_rights_set(
-                obj=obj, membership=membership, rights=body.validated_data["rights"], actor=self.ctx.actor
-            )
-        return Response(rights_listing(obj))
 
     @extend_schema(methods=["GET"], responses=dict)
     @extend_schema(methods=["PUT"], request=WatchersSerializer, responses=dict)

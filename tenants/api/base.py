@@ -5,13 +5,25 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from django.db.models import Model, QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework.decorators import action
 from rest_framework.exceptions import MethodNotAllowed
 from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
-from falcon.errors import Forbidden
+from falcon.errors import Forbidden, NotFound
 from tenants.access import TenantContext, tenant_context_resolve
-from tenants.object_access import ACTION_RIGHT, may_on_some, object_allows, visible_filter
+from tenants.api.serializers import ObjectRightsSerializer, ObjectRightsUpdateSerializer
+from tenants.models import Membership
+from tenants.object_access import (
+    ACTION_RIGHT,
+    may_on_some,
+    object_allows,
+    object_rights_set,
+    rights_listing,
+    visible_filter,
+)
 from tenants.permissions import Action
 
 
@@ -86,3 +98,38 @@ class TenantScopedViewSet(GenericViewSet):
                 )
         else:
             self.ctx.require(action)
+
+
+class ObjectRightsMixin:
+    """``GET/PUT .../{id}/permissions`` for resources with per-object rights (agents, prompts).
+
+    The viewset lists ``"permissions"`` in ``required_actions`` (the read right on the object); PUT also
+    needs ``members.manage``.
+    """
+
+    ctx: TenantContext
+
+    @extend_schema(methods=["GET"], responses=ObjectRightsSerializer(many=True))
+    @extend_schema(
+        methods=["PUT"], request=ObjectRightsUpdateSerializer, responses=ObjectRightsSerializer(many=True)
+    )
+    @action(detail=True, methods=["get", "put"])
+    def permissions(self, request: Request, pk: str) -> Response:
+        """Who may do what on this object: every member's explicit and effective rights; PUT sets one
+        member's explicit rights (null: back to the role's)."""
+        obj = self.get_object()  # type: ignore[attr-defined]
+        if request.method == "PUT":
+            self.ctx.require(Action.MEMBERS_MANAGE)
+            body = ObjectRightsUpdateSerializer(data=request.data)
+            body.is_valid(raise_exception=True)
+            membership = (
+                Membership.objects.filter(tenant=self.ctx.tenant, pk=body.validated_data["member"])
+                .select_related("user")
+                .first()
+            )
+            if membership is None:
+                raise NotFound("No such member.", field="member")
+            object_rights_set(
+                obj=obj, membership=membership, rights=body.validated_data["rights"], actor=self.ctx.actor
+            )
+        return Response(rights_listing(obj))
