@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from agents.models import ModelPrice
+from agents.llm.models import ModelPrice
 
 
 @admin.register(ModelPrice)

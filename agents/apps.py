@@ -4,3 +4,54 @@ from django.apps import AppConfig
 class AgentsConfig(AppConfig):
     name = "agents"
     verbose_name = "Agents"
+
+    def ready(self) -> None:
+        """Tells the lower apps what of agents they act on (they never import agents)."""
+        from agents.llm.gateway import llm_probe
+        from agents.notifications.services import channel_secrets_rekey, usage_alert_notify
+        from agents.runs.models import Run
+        from agents.runs.services import runs_prune, runs_tenant_ids
+        from agents.triggers.models import Trigger
+        from agents.triggers.services import (
+            trigger_events_prune,
+            trigger_events_tenant_ids,
+            trigger_secrets_rekey,
+            triggers_pause_for_plan,
+        )
+        from agents.workflows.models import Agent
+        from agents.workflows.services import agents_using_connector
+        from billing import registry as billing
+        from billing.plans import Metric
+        from connectors import registry as connectors
+        from tenants.audit import audited_modules_register
+
+        audited_modules_register(
+            "agents.workflows.services",
+            "agents.workflows.variables",
+            "agents.prompts.services",
+            "agents.notifications.services",
+            "agents.runs.services",
+            "agents.triggers.services",
+        )
+
+        billing.count_register(
+            Metric.AGENTS, lambda t: Agent.objects.filter(tenant_id=t, archived_at__isnull=True).count()
+        )
+        billing.count_register(Metric.TRIGGERS, lambda t: Trigger.objects.filter(tenant_id=t).count())
+        billing.count_register(
+            Metric.CONCURRENT_RUNS,
+            lambda t: Run.objects.filter(tenant_id=t, status=Run.Status.RUNNING).count(),
+        )
+        billing.pruner_register(billing.Pruner("runs", runs_tenant_ids, runs_prune))
+        billing.pruner_register(
+            billing.Pruner("trigger-events", trigger_events_tenant_ids, trigger_events_prune)
+        )
+        billing.downgrade_register(triggers_pause_for_plan)
+        billing.usage_alert_register(usage_alert_notify)
+
+        connectors.secret_holder_register(connectors.SecretHolder("triggers", trigger_secrets_rekey))
+        connectors.secret_holder_register(
+            connectors.SecretHolder("notification-channels", channel_secrets_rekey)
+        )
+        connectors.connector_users_register(agents_using_connector)
+        connectors.llm_probe_register(llm_probe)

@@ -36,7 +36,7 @@ def _recreate_database(url: str) -> None:
 
 def make_agent(definition: dict[str, Any], *, concurrent_runs: int | None = None) -> Any:
     """An agent in a new tenant on Enterprise (no run quota), optionally with a concurrency figure."""
-    from agents.services.agents import agent_create, version_publish
+    from agents.workflows.services import agent_create, version_publish
     from billing.services import plan_set
     from tenants.audit import Actor
     from tenants.models import User

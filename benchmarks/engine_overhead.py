@@ -62,7 +62,7 @@ def pure_engine_ms_per_step(runs: int) -> float:
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 500
     setup_django()
-    from agents.services.runs import run_start
+    from agents.runs.services import run_start
     from tenants.audit import Actor
 
     agent = make_agent(DEFINITION)

@@ -28,7 +28,7 @@ def main() -> None:
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 160
     setup_django()
     from agents.models import Run
-    from agents.services.runs import run_start
+    from agents.runs.services import run_start
     from tenants.audit import Actor
     from tests.servers.llm import LlmServer
 

@@ -23,9 +23,10 @@ def main(calls: int = 5000) -> None:
     setup_django()
     from django.db import connection
 
+    from billing.errors import QuotaExceeded
     from billing.models import UsageCounter
     from billing.plans import Metric
-    from billing.quotas import QuotaExceeded, entitlement, quota_consume
+    from billing.quotas import entitlement, quota_consume
     from billing.services import plan_set
     from tenants.audit import Actor
     from tenants.models import User

@@ -115,7 +115,7 @@ def main() -> None:
     os.environ.setdefault("FALCON_API_RATE", "1000000/min")
     setup_django()
     from agents.models import Run
-    from agents.services.triggers import trigger_create
+    from agents.triggers.services import trigger_create
     from tenants.audit import Actor
 
     agent = make_agent(THREE_STEPS)

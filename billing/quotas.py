@@ -20,55 +20,17 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from billing.alerts import usage_alert_record
+from billing.errors import PlanLimitReached, QuotaExceeded
 from billing.models import AgentSpendCap, Subscription, UsageCounter
 from billing.plans import METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
-from falcon.errors import FalconError
-from tenants.models import Tenant
+from billing.registry import object_count
+from tenants.models import Tenant, tenant_lock
 
 logger = logging.getLogger(__name__)
 
 ALERT_THRESHOLDS = (80, 100)
 CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-class QuotaExceeded(FalconError):
-    """A metered quota of this period is used up (429): names the metric, its limit and the usage."""
-
-    status_code = 429
-    default_code = "quota_exceeded"
-
-    def __init__(self, metric: str, limit: Any, used: Any, *, message: str | None = None) -> None:
-        self.metric = metric
-        self.limit = limit
-        self.used = used
-        super().__init__(
-            message
-            or f"The {metric} quota of this period is used up ({_show(metric, used)} of "
-            f"{_show(metric, limit)}); it renews at the next period or with a larger plan.",
-        )
-
-    @property
-    def details(self) -> dict[str, Any]:
-        return {"metric": self.metric, "limit": _json(self.limit), "used": _json(self.used)}
-
-
-class PlanLimitReached(FalconError):
-    """The plan does not allow this (402): a count limit, a schedule interval or a feature."""
-
-    status_code = 402
-    default_code = "plan_limit"
-
-    def __init__(
-        self, metric: str, limit: Any, used: Any = None, *, message: str, field: str | None = None
-    ) -> None:
-        self.metric = metric
-        self.limit = limit
-        self.used = used
-        super().__init__(message, field=field)
-
-    @property
-    def details(self) -> dict[str, Any]:
-        return {"metric": self.metric, "limit": _json(self.limit), "used": _json(self.used)}
 
 
 def _json(value: Any) -> Any:
@@ -323,10 +285,6 @@ def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | f
 
 def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
     """Every metric with its usage, limit and period, as ``GET /api/v1/usage`` shows it."""
-    from agents.models import Agent, Run, Trigger
-    from connectors.models import Connector
-    from tenants.models import Membership
-
     ent = entitlement(tenant)
     used = dict(
         UsageCounter.objects.filter(
@@ -344,17 +302,9 @@ def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
             "period_start": ent.period_start,
             "period_end": ent.period_end,
         }
-    counts = {
-        Metric.AGENTS: Agent.objects.filter(tenant_id=ent.tenant_id, archived_at__isnull=True).count(),
-        Metric.MEMBERS: Membership.objects.filter(tenant_id=ent.tenant_id).count(),
-        Metric.CONNECTORS: Connector.objects.filter(tenant_id=ent.tenant_id).count(),
-        Metric.TRIGGERS: Trigger.objects.filter(tenant_id=ent.tenant_id).count(),
-        Metric.CONCURRENT_RUNS: Run.objects.filter(
-            tenant_id=ent.tenant_id, status=Run.Status.RUNNING
-        ).count(),
-    }
-    for metric, count in counts.items():
-        metrics[metric.value] = {"used": count, "limit": ent.limit(metric)}
+    for metric in (Metric.AGENTS, Metric.MEMBERS, Metric.CONNECTORS, Metric.TRIGGERS, Metric.CONCURRENT_RUNS):
+        used_now = object_count(metric, ent.tenant_id)
+        metrics[metric.value] = {"used": used_now, "limit": ent.limit(metric)}
     for metric in (Metric.MIN_SCHEDULE_INTERVAL_S, Metric.RETENTION_DAYS, Metric.API_REQUESTS_PER_MINUTE):
         metrics[metric.value] = {"limit": ent.limit(metric)}
     return {
@@ -371,24 +321,6 @@ def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
 # --- count limits ---------------------------------------------------------------------------------------
 
 
-def _count_of(metric: Metric, tenant_id: Any) -> int:
-    from agents.models import Agent, Trigger
-    from connectors.models import Connector
-    from tenants.models import Invitation, Membership
-
-    if metric == Metric.AGENTS:
-        return Agent.objects.filter(tenant_id=tenant_id, archived_at__isnull=True).count()
-    if metric == Metric.CONNECTORS:
-        return Connector.objects.filter(tenant_id=tenant_id).count()
-    if metric == Metric.TRIGGERS:
-        return Trigger.objects.filter(tenant_id=tenant_id).count()
-    members = Membership.objects.filter(tenant_id=tenant_id).count()
-    pending = Invitation.objects.filter(
-        tenant_id=tenant_id, accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=timezone.now()
-    ).count()
-    return members + pending
-
-
 def quota_count_check(tenant: Tenant | Any, metric: Metric, *, adding: int = 1) -> None:
     """Refuses (402) creating ``adding`` more objects of a counted kind beyond the plan's limit.
 
@@ -400,8 +332,8 @@ def quota_count_check(tenant: Tenant | Any, metric: Metric, *, adding: int = 1) 
     limit = ent.limit(metric)
     if limit is None:
         return
-    list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk"))
-    current = _count_of(metric, tenant_id)
+    tenant_lock(tenant_id)
+    current = object_count(metric, tenant_id)
     if current + adding > limit:
         noun = metric.value if metric != Metric.MEMBERS else "members (pending invitations included)"
         raise PlanLimitReached(
@@ -423,7 +355,7 @@ def quota_over_limit_check(tenant: Tenant | Any, metric: Metric) -> None:
     limit = ent.limit(metric)
     if limit is None:
         return
-    current = _count_of(metric, tenant_id)
+    current = object_count(metric, tenant_id)
     if current > limit:
         raise PlanLimitReached(
             metric.value,
@@ -454,8 +386,6 @@ def _alert_check(
     claimed = UsageCounter.objects.filter(pk=counter_id, alerted_pct__lt=level).update(alerted_pct=level)
     if not claimed:
         return
-    from billing.services import usage_alert_record
-
     usage_alert_record(
         tenant_id=ent.tenant_id,
         metric=metric,
@@ -464,3 +394,16 @@ def _alert_check(
         used=_natural(metric, used),
         limit=_natural(metric, limit),
     )
+
+
+class PlanLimits:
+    """The plan limit policy that tenants and connectors consult (``tenants.limits``)."""
+
+    def count_check(self, tenant_id: Any, kind: str, *, adding: int = 1) -> None:
+        quota_count_check(tenant_id, Metric(kind), adding=adding)
+
+    def over_limit_check(self, tenant_id: Any, kind: str) -> None:
+        quota_over_limit_check(tenant_id, Metric(kind))
+
+    def feature_require(self, tenant_id: Any, feature: str, *, field: str | None = None) -> None:
+        feature_require(tenant_id, Feature(feature), field=field)

@@ -8,15 +8,16 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.db.models import Sum
 from django.utils import timezone
 
-from billing import stripe_gateway
+from billing import registry, stripe_gateway
+from billing.alerts import notify_people
 from billing.models import AgentSpendCap, MeterReport, StripeEvent, Subscription, UsageCounter
 from billing.plans import METERED, PLANS, Metric, overrides_problems, plan_get
 from billing.quotas import _units, entitlement
+from falcon.celery import app as celery_app
 from falcon.errors import InvalidInput
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
@@ -38,6 +39,9 @@ HANDLED_EVENTS = frozenset(
 )
 
 
+STRIPE_EVENT_TASK = "billing.tasks.stripe_event_process_task"
+
+
 def subscription_locked(tenant_id: Any) -> Subscription:
     """The tenant's subscription row, created on first use (Free), locked for the transaction."""
     Subscription.objects.bulk_create([Subscription(tenant_id=tenant_id)], ignore_conflicts=True)
@@ -54,25 +58,6 @@ def _view(sub: Subscription) -> dict[str, Any]:
     }
 
 
-def _notify_people(tenant_id: Any, subject: str, body: str) -> None:
-    """E-mails the tenant's owners and admins once the transaction commits (through Celery)."""
-    from billing.tasks import billing_notify_task
-
-    transaction.on_commit(lambda: billing_notify_task.delay(str(tenant_id), subject, body))
-
-
-def billing_notify(tenant_id: Any, subject: str, body: str) -> int:
-    emails = list(
-        Membership.objects.filter(tenant_id=tenant_id, role__in=[Role.OWNER, Role.ADMIN])
-        .order_by("user__email")
-        .values_list("user__email", flat=True)
-    )
-    if not emails:
-        return 0
-    send_mail(f"[Falcon] {subject}", body, None, emails)
-    return len(emails)
-
-
 # --- plan changes ---------------------------------------------------------------------------------------
 
 
@@ -83,20 +68,17 @@ def _plan_change(sub: Subscription, *, plan: str, actor: Actor, reason: str) -> 
         return
     sub.plan = plan
     if _rank(plan) < _rank(before_plan):
-        from agents.services.triggers import triggers_pause
-
-        paused = triggers_pause(
-            tenant_id=sub.tenant_id,
-            actor=actor,
-            reason=f"paused by the change to the {plan_get(plan).name} plan ({reason}); "
-            "re-enable within the plan's limits",
+        why = (
+            f"paused by the change to the {plan_get(plan).name} plan ({reason}); "
+            "re-enable within the plan's limits"
         )
+        done = " ".join(hook(sub.tenant_id, actor, why) for hook in registry.downgrade_hooks())
         tenant = Tenant.objects.get(pk=sub.tenant_id)
-        _notify_people(
+        notify_people(
             sub.tenant_id,
             f"{tenant.name} is now on the {plan_get(plan).name} plan",
             f"{tenant.name} moved from {plan_get(before_plan).name} to {plan_get(plan).name} ({reason}).\n"
-            f"{paused} trigger(s) were paused. Nothing was deleted: objects beyond the new plan's limits "
+            f"{done} Nothing was deleted: objects beyond the new plan's limits "
             "are read-only until you upgrade or remove some.",
         )
 
@@ -225,9 +207,7 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> tuple[StripeEvent
                 payload=event,
             )
             if stored.type in HANDLED_EVENTS:
-                from billing.tasks import stripe_event_process_task
-
-                transaction.on_commit(lambda: stripe_event_process_task.delay(stored.pk))
+                transaction.on_commit(lambda: celery_app.send_task(STRIPE_EVENT_TASK, args=(stored.pk,)))
             else:
                 stored.processed_at = timezone.now()
                 stored.save(update_fields=["processed_at"])
@@ -298,7 +278,7 @@ def subscription_sync(*, customer_id: str, cause: str) -> str:
                     _plan_change(sub, plan=plan, actor=actor, reason="Stripe subscription")
                 if entering:
                     tenant = Tenant.objects.get(pk=sub.tenant_id)
-                    _notify_people(
+                    notify_people(
                         sub.tenant_id,
                         f"Payment failed for {tenant.name}",
                         f"The last payment for {tenant.name}'s {plan_get(plan).name} plan failed. The plan "
@@ -437,40 +417,6 @@ def agent_spend_cap_set(*, agent: Any, monthly_usd: Any, actor: Actor) -> AgentS
     return cap
 
 
-def usage_alert_record(*, tenant_id: Any, metric: str, scope: str, level: int, used: Any, limit: Any) -> None:
-    """An 80 % / 100 % alert: an audit event now, an e-mail to owners and admins after commit."""
-    what = metric if not scope else f"{metric} of agent {scope.split(':', 1)[1]}"
-    audit_record(
-        tenant=tenant_id,
-        actor=Actor.system("billing:quota"),
-        action="billing.usage_alert",
-        target_type="usage",
-        target_id=f"{metric}:{scope}" if scope else metric,
-        after={"metric": metric, "scope": scope, "percent": level, "used": str(used), "limit": str(limit)},
-    )
-    tenant = Tenant.objects.only("name").get(pk=tenant_id)
-    state = "reached" if level >= 100 else f"passed {level}% of"
-    from agents.services.notifications import notify
-
-    # Owners and admins get the e-mail below; the tenant's channels get the notification.
-    notify(
-        tenant_id=tenant_id,
-        event="quota.alert",
-        subject=f"{tenant.name} {state} its {what} limit",
-        body=f"{used} of {limit} ({level}%) this period.",
-        recipients=[],
-        data={"metric": metric, "scope": scope, "percent": level, "used": str(used), "limit": str(limit)},
-    )
-    _notify_people(
-        tenant_id,
-        f"{tenant.name} {state} its {what} limit",
-        f"{tenant.name} has used {used} of its {limit} {what} limit this period ({level}%)."
-        + (
-            "\nFurther use is refused until the period renews or the limit is raised." if level >= 100 else ""
-        ),
-    )
-
-
 # --- overage to Stripe Billing Meters -------------------------------------------------------------------
 
 
@@ -534,34 +480,20 @@ def meter_report() -> dict[str, int]:
 
 # --- run-log retention ----------------------------------------------------------------------------------
 
-PRUNE_BATCH = 500
-
 
 def retention_prune() -> dict[str, int]:
-    """Deletes finished runs (with their steps and delivery records) older than each plan keeps."""
-    from agents.models import Run, StepRun, TriggerEvent
-
+    """Deletes what each registered pruner holds (finished runs with their steps, delivery records...)
+    beyond the retention of each tenant's plan, and records it in the tenant's audit log."""
     now = timezone.now()
-    totals = {"runs": 0, "steps": 0, "events": 0}
-    tenant_ids = Run.objects.values_list("tenant_id", flat=True).distinct()
-    for tenant_id in list(tenant_ids):
+    pruners = registry.pruners()
+    totals: dict[str, int] = {}
+    tenant_ids = dict.fromkeys(tenant_id for pruner in pruners for tenant_id in pruner.tenant_ids())
+    for tenant_id in tenant_ids:
         days = entitlement(tenant_id, now=now).limit(Metric.RETENTION_DAYS)
         cutoff = now - timedelta(days=int(days))
-        pruned = {"runs": 0, "steps": 0, "events": 0}
-        while True:
-            ids = list(
-                Run.objects.filter(tenant_id=tenant_id, status__in=Run.FINISHED, created_at__lt=cutoff)
-                .order_by("created_at")
-                .values_list("pk", flat=True)[:PRUNE_BATCH]
-            )
-            if not ids:
-                break
-            with transaction.atomic():
-                pruned["steps"] += StepRun.objects.filter(run_id__in=ids).delete()[0]
-                Run.objects.filter(rerun_of_id__in=ids).update(rerun_of=None)
-                pruned["runs"] += Run.objects.filter(pk__in=ids).delete()[0]
-        old_events = TriggerEvent.objects.filter(tenant_id=tenant_id, received_at__lt=cutoff)
-        pruned["events"] = old_events.delete()[0]
+        pruned: dict[str, int] = {}
+        for pruner in pruners:
+            pruned.update(pruner.prune(tenant_id, cutoff))
         if any(pruned.values()):
             # The log itself records what the retention policy removed, and up to when.
             with transaction.atomic():
@@ -574,7 +506,7 @@ def retention_prune() -> dict[str, int]:
                     after={**pruned, "before": cutoff.isoformat(), "retention_days": int(days)},
                 )
         for key, value in pruned.items():
-            totals[key] += value
+            totals[key] = totals.get(key, 0) + value
     return totals
 
 

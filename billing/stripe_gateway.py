@@ -14,28 +14,7 @@ from typing import Any
 import stripe
 from django.conf import settings
 
-from falcon.errors import FalconError
-
-
-class BillingNotConfigured(FalconError):
-    status_code = 503
-    default_code = "billing_not_configured"
-
-    def __init__(self) -> None:
-        super().__init__(
-            "Billing is not configured on this installation (no STRIPE_SECRET_KEY); an operator sets "
-            "plans with `manage.py plan_set`."
-        )
-
-
-class BillingError(FalconError):
-    status_code = 502
-    default_code = "billing_provider_error"
-
-
-class WebhookSignatureInvalid(FalconError):
-    status_code = 400
-    default_code = "bad_signature"
+from billing.errors import BillingError, BillingNotConfigured, WebhookSignatureInvalid
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,8 @@ from typing import Any
 
 from celery import shared_task
 
-from billing import services
-from billing.stripe_gateway import BillingError
+from billing import alerts, services
+from billing.errors import BillingError
 
 
 @shared_task(
@@ -20,7 +20,7 @@ def stripe_event_process_task(event_pk: int) -> str:
 
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=10, max_retries=5)
 def billing_notify_task(tenant_id: str, subject: str, body: str) -> int:
-    return services.billing_notify(tenant_id, subject, body)
+    return alerts.billing_notify(tenant_id, subject, body)
 
 
 @shared_task(acks_late=True)

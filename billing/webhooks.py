@@ -7,8 +7,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from billing.services import stripe_event_receive
-from falcon.errors import FalconError
-from falcon.middleware import error_body
+from falcon.errors import FalconError, error_response
 
 
 @csrf_exempt
@@ -19,7 +18,5 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
             payload=request.body, signature=request.headers.get("Stripe-Signature", "")
         )
     except FalconError as exc:
-        return JsonResponse(
-            error_body(exc.code, exc.message, exc.fields, exc.details), status=exc.status_code
-        )
+        return error_response(exc)
     return JsonResponse({"received": True, "duplicate": not new, "id": event.event_id}, status=200)

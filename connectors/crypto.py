@@ -20,12 +20,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from connectors import registry
+from connectors.errors import DecryptionError
+from connectors.models import TenantKey
+from tenants.audit import Actor, audit_record
+
 FORMAT_VERSION = 1
 NONCE_BYTES = 12
-
-
-class DecryptionError(Exception):
-    """A ciphertext that is malformed, tampered with, moved to another row, or under an unknown key."""
 
 
 def _master_keys() -> dict[str, bytes]:
@@ -92,8 +93,6 @@ def unwrap_data_key(tenant_id: Any, wrapped: str) -> bytes:
 
 def tenant_data_key(tenant_id: Any) -> tuple[int, bytes]:
     """(generation, key) of the tenant's data key, created on first use."""
-    from connectors.models import TenantKey
-
     row = TenantKey.objects.filter(tenant_id=tenant_id).first()
     if row is None:
         with transaction.atomic():
@@ -126,8 +125,6 @@ def secret_decrypt(
 
 def data_key_rewrap(tenant_id: Any) -> bool:
     """Re-wraps one tenant's data key under the active master key; False if it already was."""
-    from connectors.models import TenantKey
-
     with transaction.atomic():
         row = TenantKey.objects.select_for_update().filter(tenant_id=tenant_id).first()
         if row is None or row.master_key_id == active_master_key_id():
@@ -139,32 +136,33 @@ def data_key_rewrap(tenant_id: Any) -> bool:
 
 
 def data_key_replace(tenant_id: Any) -> int:
-    """A new data key for the tenant, every secret re-encrypted under it, in one transaction."""
-    from connectors.models import Connector, TenantKey
-
+    """A new data key for the tenant and every registered secret re-encrypted under it, in one
+    transaction: the old key and the new never both hold live secrets after it commits."""
     with transaction.atomic():
         row = TenantKey.objects.select_for_update().filter(tenant_id=tenant_id).first()
         if row is None:
             return 0
         old = (row.generation, unwrap_data_key(tenant_id, row.wrapped))
         new = (row.generation + 1, AESGCM.generate_key(bit_length=256))
-        count = 0
-        for connector in Connector.objects.select_for_update().filter(tenant_id=tenant_id):
-            connector.secrets = {
-                field: secret_encrypt(
-                    tenant_id=tenant_id,
-                    connector_id=connector.pk,
-                    field=field,
-                    data_key=new,
-                    plaintext=secret_decrypt(
-                        tenant_id=tenant_id, connector_id=connector.pk, field=field, token=token, data_key=old
-                    ),
-                )
-                for field, token in connector.secrets.items()
-            }
-            connector.save(update_fields=["secrets"])
-            count += len(connector.secrets)
+
+        def reseal(owner_id: Any, field: str, token: str) -> str:
+            plaintext = secret_decrypt(
+                tenant_id=tenant_id, connector_id=owner_id, field=field, token=token, data_key=old
+            )
+            return secret_encrypt(
+                tenant_id=tenant_id, connector_id=owner_id, field=field, plaintext=plaintext, data_key=new
+            )
+
+        count = sum(holder.rekey(tenant_id, reseal) for holder in registry.secret_holders())
         kid, wrapped = wrap_data_key(tenant_id, new[1])
         row.generation, row.master_key_id, row.wrapped, row.rotated_at = new[0], kid, wrapped, timezone.now()
         row.save(update_fields=["generation", "master_key_id", "wrapped", "rotated_at"])
+        audit_record(
+            tenant=tenant_id,
+            actor=Actor.system("cli:encryption_rotate"),
+            action="tenant.data_key_replaced",
+            target_type="tenant",
+            target_id=tenant_id,
+            after={"generation": new[0], "master_key_id": kid, "secrets_reencrypted": count},
+        )
     return count

@@ -14,11 +14,9 @@ from functools import lru_cache
 
 from django.conf import settings
 
+from connectors.errors import Blocked
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class Blocked(Exception):
-    """A destination the guard refuses; the message names the address and why."""
 
 
 @lru_cache(maxsize=8)

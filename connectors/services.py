@@ -8,27 +8,16 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.plans import Metric
-from billing.quotas import quota_count_check, quota_over_limit_check
-from connectors import crypto
-from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, ConnectorError, Resolved
+from connectors import crypto, registry
+from connectors.errors import ConnectorError, ConnectorInvalid
+from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, Resolved
 from connectors.models import Connector
 from falcon.errors import Conflict, InvalidInput
+from tenants import limits
 from tenants.audit import Actor, audit_record
 from tenants.models import Tenant, User
 
 HINT_MIN_LENGTH = 12
-
-
-class ConnectorInvalid(InvalidInput):
-    def __init__(self, problems: dict[str, list[str]]) -> None:
-        path, messages = next(iter(problems.items()))
-        super().__init__(f"{path}: {messages[0]}", code="invalid_connector")
-        self.problems = problems
-
-    @property
-    def fields(self) -> dict[str, list[str]]:
-        return self.problems
 
 
 def _hint(value: str) -> str:
@@ -74,7 +63,7 @@ def connector_create(
     problems = kind_class.validate(config, secrets)
     if problems:
         raise ConnectorInvalid(problems)
-    quota_count_check(tenant, Metric.CONNECTORS)
+    limits.count_check(tenant, "connectors")
     connector = Connector(tenant=tenant, name=name.strip(), kind=kind, config=config, created_by=created_by)
     _store_secrets(connector, dict(secrets))
     try:
@@ -103,7 +92,7 @@ def connector_update(
     secrets: dict[str, str | None] | None = None,
 ) -> Connector:
     """Config keys given replace the old ones; secrets given are replaced (null or "" clears one)."""
-    quota_over_limit_check(connector.tenant_id, Metric.CONNECTORS)
+    limits.over_limit_check(connector.tenant_id, "connectors")
     connector = Connector.objects.select_for_update().get(pk=connector.pk)
     before = _audit_view(connector)
     merged_config = {**connector.config, **(config or {})}
@@ -138,23 +127,24 @@ def connector_update(
 
 
 def connector_users(connector: Connector) -> list[str]:
-    """Agents whose published version names this connector."""
-    from agents.models import Agent
-
-    users = []
-    agents = Agent.objects.filter(tenant_id=connector.tenant_id, published_version__isnull=False)
-    for agent in agents.select_related("published_version"):
-        if _mentions(agent.published_version.definition, connector.name):  # type: ignore[union-attr]
-            users.append(agent.name)
-    return sorted(users)
+    """What uses this connector (agents whose published version names it), as registered finders say."""
+    return sorted({user for finder in registry.connector_user_finders() for user in finder(connector)})
 
 
-def _mentions(value: Any, name: str) -> bool:
-    if isinstance(value, dict):
-        return value.get("connector") == name or any(_mentions(v, name) for v in value.values())
-    if isinstance(value, list):
-        return any(_mentions(v, name) for v in value)
-    return False
+def connector_exists(*, tenant_id: Any, name: str) -> bool:
+    return Connector.objects.filter(tenant_id=tenant_id, name=name).exists()
+
+
+def connector_secrets_rekey(tenant_id: Any, reseal: registry.Reseal) -> int:
+    """Re-encrypts every connector secret of a tenant (the data key rotation's walk over connectors)."""
+    count = 0
+    for connector in Connector.objects.select_for_update().filter(tenant_id=tenant_id):
+        connector.secrets = {
+            field: reseal(connector.pk, field, token) for field, token in connector.secrets.items()
+        }
+        connector.save(update_fields=["secrets"])
+        count += len(connector.secrets)
+    return count
 
 
 @transaction.atomic

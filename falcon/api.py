@@ -14,8 +14,8 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import set_rollback
 
-from falcon.errors import FalconError
-from falcon.middleware import current_request_id, error_body
+from falcon.errors import FalconError, error_body, error_parts, json_error
+from falcon.middleware import current_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -49,12 +49,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF's exception handler, answering every failure in ``{"error": {code, message, fields}}``."""
     if isinstance(exc, FalconError):
         set_rollback()
-        wait = getattr(exc, "wait", None)
-        return Response(
-            error_body(exc.code, exc.message, exc.fields, exc.details),
-            status=exc.status_code,
-            headers={"Retry-After": str(max(1, int(wait)))} if wait is not None else None,
-        )
+        body, status_code, refusal_headers = error_parts(exc)
+        return Response(body, status=status_code, headers=refusal_headers or None)
     if isinstance(exc, Http404 | django_exceptions.ObjectDoesNotExist):
         exc = drf_exceptions.NotFound()
     elif isinstance(exc, django_exceptions.PermissionDenied):
@@ -96,7 +92,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
 
 def _json_error_view(status: int, code: str, message: str) -> Any:
     def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
-        return JsonResponse(error_body(code, message), status=status)
+        return json_error(status, code, message)
 
     return view
 
@@ -154,3 +150,17 @@ class OptionalSlashRouter(SimpleRouter):
     def __init__(self) -> None:
         super().__init__()
         self.trailing_slash = "/?"
+
+
+# Read-only fields whose values the view passes in the serializer context, not on the instance: a secret
+# that exists only in the response that creates it (``once_fields``). A comment, not a docstring: the
+# OpenAPI schema would show a docstring as the description of every serializer using it.
+class ShownOnceMixin:
+    once_fields: tuple[str, ...] = ()
+    context: dict[str, Any]
+
+    def to_representation(self, instance: Any) -> Any:
+        data = super().to_representation(instance)  # type: ignore[misc]
+        for name in self.once_fields:
+            data[name] = self.context.get(name)
+        return data

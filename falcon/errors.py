@@ -1,6 +1,14 @@
-"""Falcon's own exceptions: services raise these; the API turns them into the one error shape."""
+"""Falcon's own exceptions, the one error shape, and the one mapping of a refusal to an HTTP answer.
+
+Services raise these; the API's exception handler, the public webhook endpoints and Django's error
+handlers all answer with ``error_body`` / ``error_parts``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+from django.http import JsonResponse
 
 
 class FalconError(Exception):
@@ -51,3 +59,31 @@ class Conflict(FalconError):
 class Gone(FalconError):
     status_code = 410
     default_code = "gone"
+
+
+def error_body(
+    code: str,
+    message: str,
+    fields: Mapping[str, object] | None = None,
+    details: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """The one error shape of the API (``details``: e.g. a quota's metric, limit and usage)."""
+    return {"error": {"code": code, "message": message, "fields": dict(fields or {}), **(details or {})}}
+
+
+def error_parts(exc: FalconError) -> tuple[dict[str, object], int, dict[str, str]]:
+    """Body, status and headers of a refusal (``Retry-After`` when it says how long to wait)."""
+    wait = getattr(exc, "wait", None)
+    headers = {"Retry-After": str(max(1, int(wait)))} if wait is not None else {}
+    return error_body(exc.code, exc.message, exc.fields, exc.details), exc.status_code, headers
+
+
+def error_response(exc: FalconError) -> JsonResponse:
+    """A refusal answered outside DRF (public webhook endpoints)."""
+    body, status, headers = error_parts(exc)
+    return JsonResponse(body, status=status, headers=headers)
+
+
+def json_error(status: int, code: str, message: str) -> JsonResponse:
+    """An error in the one shape, for answers that have no exception behind them."""
+    return JsonResponse(error_body(code, message), status=status)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextvars import ContextVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from falcon.errors import error_body
 
 request_id_var: ContextVar[str] = ContextVar("falcon_request_id", default="-")
 
@@ -44,16 +46,6 @@ class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()
         return True
-
-
-def error_body(
-    code: str,
-    message: str,
-    fields: Mapping[str, object] | None = None,
-    details: Mapping[str, object] | None = None,
-) -> dict[str, object]:
-    """The one error shape of the API (``details``: e.g. a quota's metric, limit and usage)."""
-    return {"error": {"code": code, "message": message, "fields": dict(fields or {}), **(details or {})}}
 
 
 class BodySizeLimitMiddleware:

@@ -255,7 +255,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "falcon.api.FalconCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "falcon.api.exception_handler",
-    "DEFAULT_THROTTLE_CLASSES": ["falcon.throttling.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["billing.throttling.ApiRateThrottle"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     # ``format`` is a real query parameter of the audit export, not DRF's renderer override.
@@ -285,11 +285,14 @@ if FIRST_LOOK and not env_is_set("CELERY_BROKER_URL"):
     _broker_dir = VAR_DIR / "broker"
     (_broker_dir / "queue").mkdir(parents=True, exist_ok=True)
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
+    (_broker_dir / "control").mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, object] = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        # kombu's exchange table; its default is ./control in whatever folder the process started in
+        "control_folder": str(_broker_dir / "control"),
     }
 else:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")

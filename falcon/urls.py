@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from agents.webhooks import email_receive_http, webhook_receive
+from agents.triggers.webhooks import email_receive_http, webhook_receive
 from billing.webhooks import stripe_webhook
 from falcon import views
 from falcon.api import handler404 as handler404_view
@@ -22,7 +22,7 @@ urlpatterns = [
     path("hooks/email/<str:public_id>", email_receive_http, name="webhook-email"),
     path("hooks/<str:public_id>", webhook_receive, name="webhook"),
     path("api/v1/", include("tenants.api.urls")),
-    path("api/v1/", include("agents.api.urls")),
+    path("api/v1/", include("agents.urls")),
     path("api/v1/", include("connectors.api.urls")),
     path("api/v1/", include("billing.api.urls")),
     path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),

@@ -7,3 +7,6 @@ class TenantsConfig(AppConfig):
 
     def ready(self) -> None:
         from tenants import schema  # noqa: F401 - registers the OpenAPI authentication extension
+        from tenants.audit import audited_modules_register
+
+        audited_modules_register("tenants.services", "tenants.object_access", "tenants.audit")

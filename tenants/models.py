@@ -217,3 +217,12 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor_label}"
+
+
+def tenant_lock(tenant_id: Any) -> None:
+    """Locks the tenant row until the transaction ends: the one serialisation point per tenant.
+
+    ``FOR NO KEY UPDATE`` does not block inserts that reference the tenant, only other lockers: the
+    audit chain head, count limits and the concurrency limit of runs take turns through it.
+    """
+    list(Tenant.objects.select_for_update(no_key=True).filter(pk=tenant_id).values_list("pk", flat=True))

@@ -14,9 +14,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from billing.plans import Feature, Metric
-from billing.quotas import feature_require, quota_count_check
 from falcon.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
+from tenants import limits
 from tenants.audit import Actor, audit_record
 from tenants.models import SLUG_VALIDATOR, ApiKey, Invitation, Membership, Tenant, User
 from tenants.permissions import Action, Role, Scope, role_allows, role_may_grant_scopes
@@ -95,7 +94,7 @@ def tenant_update(
         tenant.name = name.strip()
     if require_mfa is not None and require_mfa != tenant.require_mfa:
         if require_mfa:
-            feature_require(tenant, Feature.MFA_ENFORCEMENT, field="require_mfa")
+            limits.feature_require(tenant, "mfa_enforcement", field="require_mfa")
         if require_mfa and acting_user is not None and not user_has_mfa(acting_user):
             raise InvalidInput(
                 "Turn on two-factor authentication for your own account before requiring it for everyone.",
@@ -135,7 +134,7 @@ def member_add(*, tenant: Tenant, user: User, role: str, actor: Actor) -> Member
     """Adds a person directly (operators and the demo seed; everyone else joins by invitation)."""
     if Membership.objects.filter(tenant=tenant, user=user).exists():
         raise Conflict(f"{user.email} is already a member.", code="already_member")
-    quota_count_check(tenant, Metric.MEMBERS)
+    limits.count_check(tenant, "members")
     membership = Membership.objects.create(tenant=tenant, user=user, role=role)
     audit_record(
         tenant=tenant,
@@ -272,7 +271,7 @@ def invitation_create(
     if pending:  # expired: retire it so the one-pending-per-address constraint lets the new one in
         pending.revoked_at = timezone.now()
         pending.save(update_fields=["revoked_at"])
-    quota_count_check(tenant, Metric.MEMBERS)
+    limits.count_check(tenant, "members")
     token = invitation_token_generate()
     invitation = Invitation.objects.create(
         tenant=tenant,
@@ -357,7 +356,7 @@ def invitation_accept(*, token: str, user: User, actor: Actor) -> Membership:
     if Membership.objects.filter(tenant=invitation.tenant, user=user).exists():
         raise Conflict("You are already a member of this tenant.", code="already_member")
     # The invitation already holds its seat; this only refuses when a downgrade left too few.
-    quota_count_check(invitation.tenant, Metric.MEMBERS, adding=0)
+    limits.count_check(invitation.tenant, "members", adding=0)
     membership = Membership.objects.create(tenant=invitation.tenant, user=user, role=invitation.role)
     invitation.accepted_at = timezone.now()
     invitation.accepted_by = user

@@ -97,8 +97,8 @@ def test_unexpected_failure_is_500_in_the_same_shape_without_internals(world, al
 
 
 def test_rate_limit_is_429_per_key_in_the_same_shape(world, make_key, settings):
+    from billing import throttling
     from billing.services import plan_set
-    from falcon import throttling
     from tenants.audit import Actor
     from tests.conftest import key_client
 

@@ -63,8 +63,8 @@ def a_ids(world) -> dict[str, str]:
         acting_role="owner",
         invited_by=None,
     )
-    from agents.services.agents import agent_create, version_publish
-    from agents.services.runs import run_start
+    from agents.runs.services import run_start
+    from agents.workflows.services import agent_create, version_publish
 
     agent = agent_create(
         tenant=world.tenant_a,
@@ -77,7 +77,7 @@ def a_ids(world) -> dict[str, str]:
     version_publish(version=agent.versions.get(), actor=Actor.system("t"))
     agent.refresh_from_db()
     run, _ = run_start(agent=agent, input={}, actor=Actor.system("t"))
-    from agents.services.variables import variable_create
+    from agents.workflows.variables import variable_create
 
     variable = variable_create(
         tenant=world.tenant_a, name="a_var", value="secret-ish", description="", actor=Actor.system("t")
@@ -93,7 +93,7 @@ def a_ids(world) -> dict[str, str]:
         config={"base_url": "https://a.example"},
         secrets={},
     )
-    from agents.services.triggers import trigger_create
+    from agents.triggers.services import trigger_create
 
     trigger, _ = trigger_create(
         agent=agent,
@@ -105,13 +105,13 @@ def a_ids(world) -> dict[str, str]:
         actor=Actor.system("t"),
         created_by=None,
     )
-    from agents.services.prompts import prompt_create, prompt_version_create
+    from agents.prompts.services import prompt_create, prompt_version_create
 
     prompt = prompt_create(
         tenant=world.tenant_a, name="a-prompt", description="", actor=Actor.system("t"), created_by=None
     )
     prompt_version_create(prompt=prompt, template="hi", actor=Actor.system("t"), author=None)
-    from agents.services.notifications import channel_create, notify
+    from agents.notifications.services import channel_create, notify
 
     channel, _ = channel_create(
         tenant=world.tenant_a,

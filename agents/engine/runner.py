@@ -33,6 +33,7 @@ from agents.engine.spec import (
     TransformStep,
     WaitStep,
     WorkflowSpec,
+    provider_of,
 )
 from agents.engine.types import Hooks, LlmError, LlmRequest, LlmResult, RunCancelled, StepFailure, StepRecord
 
@@ -539,7 +540,7 @@ class Runner:
                     input={"messages": request.messages},
                     error=_error(failure),
                     model=request.model,
-                    provider=_provider(request.model),
+                    provider=provider_of(request.model),
                     started_at=started,
                     finished_at=now(),
                     latency_ms=_ms(started),
@@ -809,10 +810,6 @@ def _error(failure: StepFailure) -> dict[str, Any]:
     if failure.status_code is not None:
         error["status_code"] = failure.status_code
     return error
-
-
-def _provider(model: str) -> str:
-    return model.split("/", 1)[0] if "/" in model else ""
 
 
 def _ms(started: datetime) -> int:

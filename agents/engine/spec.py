@@ -10,6 +10,16 @@ STEP_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 PROVIDERS = ("openai", "anthropic", "gemini", "ollama", "ollama_chat", "sandbox")
 
 
+# Steps without I/O or waits: re-running one changes nothing outside the run, so their checkpoints may be
+# batched and a workflow made only of them may run inline in a webhook request.
+PURE_STEP_TYPES = frozenset({"transform", "branch"})
+
+
+def provider_of(model: str) -> str:
+    """The provider part of a ``provider/name`` model id ("" when there is none)."""
+    return model.split("/", 1)[0] if "/" in model else ""
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
+from connectors.kinds.base import Field, Kind, Resolved
 from connectors.kinds.http import HttpKind
-from connectors.kinds.llm_providers import AnthropicKind, GeminiKind, OllamaKind, OpenAiKind
+from connectors.kinds.llm_providers import AnthropicKind, GeminiKind, LlmProviderKind, OllamaKind, OpenAiKind
 from connectors.kinds.messaging import SlackWebhookKind, SmtpKind
 from connectors.kinds.mysql import MySqlKind
 from connectors.kinds.postgres import PostgresKind
@@ -23,6 +23,9 @@ KINDS: dict[str, type[Kind]] = {
         OllamaKind,
     )
 }
-LLM_PROVIDER_KINDS = ("openai", "anthropic", "gemini", "ollama")
+LLM_PROVIDERS: dict[str, type[LlmProviderKind]] = {
+    kind.name: kind for kind in (OpenAiKind, AnthropicKind, GeminiKind, OllamaKind)
+}
+LLM_PROVIDER_KINDS = tuple(LLM_PROVIDERS)
 
-__all__ = ["KINDS", "LLM_PROVIDER_KINDS", "ConnectorError", "Field", "Kind", "Resolved"]
+__all__ = ["KINDS", "LLM_PROVIDERS", "LLM_PROVIDER_KINDS", "Field", "Kind", "LlmProviderKind", "Resolved"]

@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from agents.engine.types import StepFailure
-
-
-class ConnectorError(StepFailure):
-    """A connector call that failed; ``retryable`` for timeouts, connection errors, 429 and 5xx."""
+from connectors.errors import ConnectorError
 
 
 @dataclass(frozen=True)

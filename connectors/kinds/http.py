@@ -12,8 +12,9 @@ from urllib.parse import urljoin
 
 import httpx
 
-from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
-from connectors.netguard import Blocked, resolve_checked
+from connectors.errors import Blocked, ConnectorError
+from connectors.kinds.base import Field, Kind, Resolved
+from connectors.netguard import resolve_checked
 
 MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT_S = 30.0

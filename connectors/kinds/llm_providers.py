@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from connectors import registry
+from connectors.errors import ConnectorError
 from connectors.kinds.base import Field, Kind, Resolved
 
 
-class _Provider(Kind):
+class LlmProviderKind(Kind):
+    """What the four LLM provider kinds share: a key (or a base URL), allowed models, a default flag."""
+
     step_types = ("llm", "agent")
     fields: ClassVar[tuple[Field, ...]] = (
         Field("api_key", secret=True, required=True),
@@ -28,40 +32,35 @@ class _Provider(Kind):
 
     @classmethod
     def test(cls, connector: Resolved) -> dict[str, Any]:
-        from agents.engine.types import LlmRequest
-        from agents.llm import llm_complete
-
+        """One tiny call through the LLM gateway (registered by agents: connectors cannot import it)."""
+        probe = registry.llm_probe()
+        if probe is None:
+            raise ConnectorError("no LLM gateway is installed to test this connector", code="no_gateway")
         models = connector.config.get("allowed_models") or [cls.test_model]
-        result = llm_complete(
-            LlmRequest(
-                model=models[0], messages=[{"role": "user", "content": "ping"}], max_tokens=1, timeout_s=20
-            ),
-            credentials=cls.credentials(connector),
-        )
-        return {"ok": True, "detail": f"{result.model} answered in {result.latency_ms} ms"}
+        return probe(model=models[0], credentials=cls.credentials(connector))
 
     test_model: ClassVar[str] = ""
 
 
-class OpenAiKind(_Provider):
+class OpenAiKind(LlmProviderKind):
     name = "openai"
     label = "OpenAI"
     test_model = "openai/gpt-4o-mini"
 
 
-class AnthropicKind(_Provider):
+class AnthropicKind(LlmProviderKind):
     name = "anthropic"
     label = "Anthropic"
     test_model = "anthropic/claude-haiku-4-5"
 
 
-class GeminiKind(_Provider):
+class GeminiKind(LlmProviderKind):
     name = "gemini"
     label = "Google Gemini"
     test_model = "gemini/gemini-2.5-flash"
 
 
-class OllamaKind(_Provider):
+class OllamaKind(LlmProviderKind):
     name = "ollama"
     label = "Ollama"
     test_model = "ollama/llama3.2"

@@ -8,9 +8,10 @@ import ssl
 from email.message import EmailMessage
 from typing import Any, ClassVar
 
-from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
+from connectors.errors import Blocked, ConnectorError
+from connectors.kinds.base import Field, Kind, Resolved
 from connectors.kinds.http import guarded_request
-from connectors.netguard import Blocked, resolve_checked
+from connectors.netguard import resolve_checked
 
 
 class SmtpKind(Kind):

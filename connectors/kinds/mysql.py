@@ -7,9 +7,10 @@ from typing import Any, ClassVar
 
 import pymysql
 
-from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
+from connectors.errors import Blocked, ConnectorError
+from connectors.kinds.base import Field, Kind, Resolved
 from connectors.kinds.postgres import json_safe
-from connectors.netguard import Blocked, resolve_checked
+from connectors.netguard import resolve_checked
 
 
 class MySqlKind(Kind):

@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 
 import psycopg
 
-from connectors.kinds.base import ConnectorError, Field, Kind, Resolved
-from connectors.netguard import Blocked, resolve_checked
+from connectors.errors import Blocked, ConnectorError
+from connectors.kinds.base import Field, Kind, Resolved
+from connectors.netguard import resolve_checked
 
 
 def json_safe(value: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from falcon.api import StrictSerializer
+from falcon.api import ShownOnceMixin, StrictSerializer
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, User
 from tenants.permissions import Role, Scope
 
@@ -94,7 +94,8 @@ class InvitationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class InvitationCreatedSerializer(InvitationSerializer):
+class InvitationCreatedSerializer(ShownOnceMixin, InvitationSerializer):
+    once_fields = ("token", "accept_url")
     token = serializers.CharField(read_only=True, help_text="Shown once; the invitee also gets it by e-mail.")
     accept_url = serializers.CharField(read_only=True)
 
@@ -133,7 +134,8 @@ class ApiKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ApiKeyCreatedSerializer(ApiKeySerializer):
+class ApiKeyCreatedSerializer(ShownOnceMixin, ApiKeySerializer):
+    once_fields = ("key",)
     key = serializers.CharField(read_only=True, help_text="The secret. Shown once: store it now.")
 
     class Meta(ApiKeySerializer.Meta):

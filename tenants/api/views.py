@@ -19,10 +19,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from billing.plans import Feature
-from billing.quotas import feature_require
 from falcon.errors import Forbidden
-from tenants import services
+from tenants import limits, services
 from tenants.access import TENANT_HEADER, actor_for_user
 from tenants.api.base import TenantScopedViewSet
 from tenants.api.serializers import (
@@ -46,6 +44,7 @@ from tenants.api.serializers import (
 from tenants.audit import event_fields
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, User
 from tenants.permissions import Action
+from tenants.selectors import tenants_with_role
 
 TENANT_HEADER_PARAMETER = OpenApiParameter(
     TENANT_HEADER,
@@ -71,15 +70,9 @@ class TenantListView(APIView):
     @extend_schema(responses=TenantWithRoleSerializer(many=True))
     def get(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
-            tenant = request.auth.tenant
-            tenant.role = None  # type: ignore[attr-defined]
-            return Response({"results": TenantWithRoleSerializer([tenant], many=True).data})
-        user = _session_user(request)
-        memberships = Membership.objects.select_related("tenant").filter(user=user).order_by("tenant__slug")
-        tenants = []
-        for membership in memberships:
-            membership.tenant.role = membership.role  # type: ignore[attr-defined]
-            tenants.append(membership.tenant)
+            tenants = tenants_with_role(tenant_id=request.auth.tenant_id)
+        else:
+            tenants = tenants_with_role(user=_session_user(request))
         return Response({"results": TenantWithRoleSerializer(tenants, many=True).data})
 
     @extend_schema(request=TenantCreateSerializer, responses={201: TenantWithRoleSerializer})
@@ -93,8 +86,8 @@ class TenantListView(APIView):
             owner=user,
             actor=actor_for_user(request, user),
         )
-        tenant.role = "owner"  # type: ignore[attr-defined]
-        return Response(TenantWithRoleSerializer(tenant).data, status=status.HTTP_201_CREATED)
+        created = tenants_with_role(user=user).get(pk=tenant.pk)
+        return Response(TenantWithRoleSerializer(created).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])
@@ -185,9 +178,10 @@ class InvitationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             acting_role=self.ctx.role,
             invited_by=self.ctx.user,
         )
-        invitation.token = token  # type: ignore[attr-defined]
-        invitation.accept_url = services.invitation_accept_url(token)  # type: ignore[attr-defined]
-        return Response(InvitationCreatedSerializer(invitation).data, status=status.HTTP_201_CREATED)
+        shown = {"token": token, "accept_url": services.invitation_accept_url(token)}
+        return Response(
+            InvitationCreatedSerializer(invitation, context=shown).data, status=status.HTTP_201_CREATED
+        )
 
     def destroy(self, request: Request, pk: str) -> Response:
         services.invitation_revoke(invitation=self.get_object(), actor=self.ctx.actor)
@@ -207,9 +201,8 @@ class InvitationAcceptView(APIView):
         membership = services.invitation_accept(
             token=body.validated_data["token"], user=user, actor=actor_for_user(request, user)
         )
-        tenant = membership.tenant
-        tenant.role = membership.role  # type: ignore[attr-defined]
-        return Response(TenantWithRoleSerializer(tenant).data, status=status.HTTP_201_CREATED)
+        joined = tenants_with_role(user=user).get(pk=membership.tenant_id)
+        return Response(TenantWithRoleSerializer(joined).data, status=status.HTTP_201_CREATED)
 
 
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])
@@ -236,8 +229,9 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScop
             acting_role=self.ctx.role,
             created_by=self.ctx.user,
         )
-        key.key = token  # type: ignore[attr-defined]
-        return Response(ApiKeyCreatedSerializer(key).data, status=status.HTTP_201_CREATED)
+        return Response(
+            ApiKeyCreatedSerializer(key, context={"key": token}).data, status=status.HTTP_201_CREATED
+        )
 
     def destroy(self, request: Request, pk: str) -> Response:
         services.api_key_revoke(api_key=self.get_object(), actor=self.ctx.actor)
@@ -327,7 +321,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     @action(detail=False, methods=["get"])
     def export(self, request: Request) -> StreamingHttpResponse:
         """The filtered log, oldest first, streamed as JSON Lines or CSV (plans with audit export)."""
-        feature_require(self.ctx.tenant, Feature.AUDIT_EXPORT)
+        limits.feature_require(self.ctx.tenant, "audit_export")
         params = AuditExportQuerySerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         fmt = params.validated_data.pop("format")

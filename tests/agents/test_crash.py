@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from agents.execution import runs_sweep
 from agents.models import Run, StepRun
+from agents.runs.services import runs_sweep
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import wait_for
 from tests.servers.llm import Reply

@@ -7,10 +7,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents.execution import run_claim, run_execute, runs_sweep
 from agents.models import Run
-from agents.services.agents import agent_create, version_publish
-from agents.services.runs import run_start
+from agents.runs.execution import run_claim, run_execute
+from agents.runs.services import run_start, runs_sweep
+from agents.workflows.services import agent_create, version_publish
 from billing.services import plan_set
 from tenants.audit import Actor
 

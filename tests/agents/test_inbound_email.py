@@ -9,8 +9,8 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from agents.inbound_email import InboundHandler, html_to_text
 from agents.models import Run, TriggerEvent
+from agents.triggers.inbound_email import InboundHandler, html_to_text
 from tests.agents.helpers import create_agent
 
 SUMMARY = {

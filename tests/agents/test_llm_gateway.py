@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from agents.engine.types import LlmError, LlmRequest
-from agents.llm import llm_complete, model_check
+from agents.llm.gateway import llm_complete, model_check
 from agents.models import ModelPrice
 from tests.servers.llm import Reply
 

@@ -10,9 +10,10 @@ import json
 
 import pytest
 
-from agents.execution import run_execute
+from agents.errors import DeliveryFailed
 from agents.models import Notification, NotificationDelivery
-from agents.services.notifications import DeliveryFailed, notification_deliver, notification_digest
+from agents.notifications.services import notification_deliver, notification_digest
+from agents.runs.execution import run_execute
 from tests.agents.helpers import create_agent
 from tests.servers.http_api import HttpApiServer
 from tests.servers.smtp_sink import SmtpSink

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agents.execution import run_execute
 from agents.models import Run
+from agents.runs.execution import run_execute
 from tenants.models import AuditEvent
 from tenants.permissions import Role
 from tests.agents.helpers import create_agent
@@ -216,7 +216,7 @@ def test_diff_and_render(world, alice_client, charlie_client):
 @pytest.mark.django_db
 def test_the_review_service_checks_the_reviewers_right_too(world, alice_client):
     from agents.models import PromptVersion
-    from agents.services.prompts import prompt_version_review
+    from agents.prompts.services import prompt_version_review
     from falcon.errors import Forbidden
     from tenants.audit import Actor
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from agents.execution import runs_resume_due
 from agents.models import Run, StepRun
+from agents.runs.services import runs_resume_due
 from tenants.models import AuditEvent
 from tests.agents.helpers import SANDBOX_ECHO, create_agent
 from tests.servers.llm import Reply

@@ -12,7 +12,7 @@ import pytest
 from django_celery_beat.models import PeriodicTask
 
 from agents.models import Run, Trigger, TriggerEvent
-from agents.services.triggers import trigger_fire_scheduled
+from agents.triggers.services import trigger_fire_scheduled
 from billing.services import plan_set
 from tenants.audit import Actor
 from tenants.models import AuditEvent

@@ -10,14 +10,14 @@ import pytest
 from django.core import mail
 from django.db import connection
 
-from agents.execution import run_execute
 from agents.models import Run
-from agents.services.agents import agent_create, version_publish
-from agents.services.runs import run_start
+from agents.runs.execution import run_execute
+from agents.runs.services import run_start
+from agents.workflows.services import agent_create, version_publish
+from billing.errors import QuotaExceeded
 from billing.models import Subscription, UsageCounter
 from billing.plans import FREE, Metric
 from billing.quotas import (
-    QuotaExceeded,
     entitlement,
     quota_consume,
     quota_reserve,
@@ -320,7 +320,7 @@ def test_alerts_go_out_once_at_80_and_100_percent_with_an_audit_event(
         ("runs", 80),
         ("runs", 100),
     ]
-    from billing.services import billing_notify
+    from billing.alerts import billing_notify
 
     billing_notify(world.tenant_a.pk, "subject", "body")
     assert sorted(mail.outbox[-1].to) == ["admin@a.example", "alice@a.example"]

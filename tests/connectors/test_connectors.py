@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from connectors.kinds.base import ConnectorError
+from connectors.errors import ConnectorError
 from connectors.kinds.http import HttpKind, guarded_request
 from connectors.models import Connector
 from connectors.services import connector_resolve
@@ -377,7 +377,7 @@ def test_admin_pages_show_no_secret_or_ciphertext(world, alice_client):
 @pytest.mark.django_db
 def test_provider_connector_allowed_models(world, llm):
     from agents.engine.types import LlmError, LlmRequest
-    from agents.llm import llm_complete
+    from agents.llm.gateway import llm_complete
     from connectors.kinds import KINDS
     from connectors.services import connector_create
 

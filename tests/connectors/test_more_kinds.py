@@ -5,8 +5,8 @@ from __future__ import annotations
 import pymysql
 import pytest
 
+from connectors.errors import ConnectorError
 from connectors.kinds import KINDS
-from connectors.kinds.base import ConnectorError
 from connectors.models import Connector
 from connectors.services import connector_create, connector_resolve
 from tenants.audit import Actor

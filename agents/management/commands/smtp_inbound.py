@@ -10,7 +10,7 @@ from aiosmtpd.controller import Controller
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from agents.inbound_email import InboundHandler
+from agents.triggers.inbound_email import InboundHandler
 
 
 class Command(BaseCommand):

@@ -1,0 +1,299 @@
+"""The LLM gateway: the only module that imports litellm.
+
+Turns an engine ``LlmRequest`` into one LiteLLM call against OpenAI, Anthropic, Gemini or Ollama (or the
+offline ``sandbox/`` family), with the platform's credentials, and returns tokens, cost and latency.
+Provider errors become ``LlmError`` with ``retryable`` set for 429, 5xx, timeouts and connection errors.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+from agents.engine.spec import PROVIDERS, provider_of
+from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
+from agents.llm.models import ModelPrice
+from billing.errors import QuotaExceeded
+from billing.quotas import Reservation, quota_reserve, quota_settle
+
+logger = logging.getLogger(__name__)
+_import_lock = threading.Lock()
+SANDBOX_LABEL = "[sandbox] "
+ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
+
+
+def _litellm() -> Any:
+    """litellm, imported on first use (it takes seconds and is not needed to serve most requests)."""
+    with _import_lock:
+        import litellm
+
+        litellm.suppress_debug_info = True
+        litellm.telemetry = False
+        for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+        return litellm
+
+
+def _litellm_model(model: str) -> str:
+    # Ollama's chat endpoint (/api/chat) supports real tool calls; /api/generate only fakes them.
+    return "ollama_chat/" + model.split("/", 1)[1] if model.startswith("ollama/") else model
+
+
+def model_price(model: str) -> tuple[Decimal, Decimal] | None:
+    """(USD per million input tokens, per million output tokens) from the admin-edited table, if listed."""
+    row = (
+        ModelPrice.objects.filter(model=model)
+        .values_list("input_usd_per_mtok", "output_usd_per_mtok")
+        .first()
+    )
+    return (row[0], row[1]) if row else None
+
+
+def model_check(model: str) -> str | None:
+    """None when Falcon can call and price ``model``; otherwise why not (for workflow validation)."""
+    provider = provider_of(model)
+    if provider not in PROVIDERS or not model.split("/", 1)[1:] or not model.split("/", 1)[1]:
+        return (
+            f"unknown model {model!r}: use provider/model with a provider among "
+            f"{', '.join(p for p in PROVIDERS if p != 'ollama_chat')}"
+        )
+    if provider in {"sandbox", "ollama", "ollama_chat"}:
+        return None
+    if model_price(model) is not None:
+        return None
+    try:
+        _litellm().get_model_info(model)
+    except Exception:
+        return f"unknown model {model!r}: not in LiteLLM's model map nor in Falcon's price table"
+    return None
+
+
+def _credentials(provider: str) -> dict[str, str]:
+    configured = settings.FALCON_LLM_PROVIDERS.get(provider, {})
+    kwargs = {}
+    if configured.get("api_key"):
+        kwargs["api_key"] = configured["api_key"]
+    if configured.get("api_base"):
+        kwargs["api_base"] = configured["api_base"]
+    return kwargs
+
+
+def known_secrets() -> list[str]:
+    """Credential values that must never reach a log or an API response."""
+    return [c["api_key"] for c in settings.FALCON_LLM_PROVIDERS.values() if c.get("api_key")]
+
+
+def _example(schema: dict[str, Any]) -> Any:
+    """A deterministic value satisfying simple JSON Schemas, for the sandbox models."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = kind[0]
+    if kind == "object" or "properties" in schema:
+        return {name: _example(sub) for name, sub in schema.get("properties", {}).items()}
+    if kind == "array":
+        return [_example(schema["items"])] * int(schema.get("minItems", 1)) if "items" in schema else []
+    if kind == "integer":
+        return int(schema.get("minimum", 0))
+    if kind == "number":
+        return float(schema.get("minimum", 0))
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return "sandbox"
+
+
+def _sandbox_text(request: LlmRequest) -> str:
+    if request.json_schema is not None:
+        return json.dumps(_example(request.json_schema))
+    last = next((m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), "")
+    return SANDBOX_LABEL + str(last)[:500]
+
+
+def _cost(model: str, litellm_model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    if provider_of(model) in {"sandbox"}:
+        return 0.0
+    price = model_price(model)
+    if price is not None:
+        return float((price[0] * prompt_tokens + price[1] * completion_tokens) / Decimal(1_000_000))
+    if provider_of(model) in {"ollama", "ollama_chat"}:
+        return 0.0
+    try:
+        prompt_cost, completion_cost = _litellm().cost_per_token(
+            model=litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+        )
+    except Exception:
+        logger.warning("No price for model %s; cost recorded as 0", model)
+        return 0.0
+    return float(prompt_cost + completion_cost)
+
+
+def _error_from(exc: Exception, model: str, extra_secrets: tuple[str, ...] = ()) -> LlmError:
+    litellm = _litellm()
+    status = getattr(exc, "status_code", None)
+    retryable_types = (
+        litellm.RateLimitError,
+        litellm.Timeout,
+        litellm.APIConnectionError,
+        litellm.InternalServerError,
+        litellm.ServiceUnavailableError,
+        litellm.BadGatewayError,
+    )
+    retryable = isinstance(exc, retryable_types) or (
+        isinstance(status, int) and (status == 429 or status >= 500)
+    )
+    if isinstance(exc, litellm.Timeout):
+        code = "llm_timeout"
+    elif isinstance(exc, litellm.RateLimitError) or status == 429:
+        code = "llm_rate_limited"
+    elif isinstance(exc, litellm.APIConnectionError):
+        code = "llm_connection_error"
+    elif isinstance(exc, litellm.AuthenticationError):
+        code = "llm_authentication_failed"
+    elif retryable:
+        code = "llm_server_error"
+    else:
+        code = "llm_request_rejected"
+    message = str(getattr(exc, "message", None) or exc)
+    for secret in [*known_secrets(), *extra_secrets]:
+        message = message.replace(secret, "[redacted]")
+    return LlmError(
+        f"{model}: {message[:1000]}",
+        code=code,
+        retryable=retryable,
+        status_code=status if isinstance(status, int) else None,
+    )
+
+
+def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None) -> LlmResult:
+    """One completion through LiteLLM (no retries here: the engine's retry policy decides).
+
+    ``credentials`` (``api_key``, ``api_base``, ``allowed_models``) come from a tenant's provider
+    connector; without them the platform's environment credentials are used.
+    """
+    litellm = _litellm()
+    provider = provider_of(request.model)
+    allowed = (credentials or {}).get("allowed_models") or []
+    if allowed and request.model not in allowed:
+        raise LlmError(
+            f"{request.model} is not among the connector's allowed models", code="model_not_allowed"
+        )
+    litellm_model = _litellm_model(request.model)
+    kwargs: dict[str, Any] = {
+        "messages": request.messages,
+        "timeout": request.timeout_s,
+        "num_retries": 0,
+        "drop_params": True,
+    }
+    if request.temperature is not None:
+        kwargs["temperature"] = request.temperature
+    if request.max_tokens is not None:
+        kwargs["max_tokens"] = request.max_tokens
+    elif provider == "anthropic":
+        kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS
+    if request.tools:
+        kwargs["tools"] = request.tools
+    if provider == "sandbox":
+        # A real LiteLLM response with no network: deterministic and clearly labelled.
+        kwargs.update(model="gpt-4o-mini", mock_response=_sandbox_text(request))
+    elif credentials is not None:
+        explicit = {"api_key": credentials.get("api_key"), "api_base": credentials.get("api_base")}
+        kwargs.update(model=litellm_model, **{k: v for k, v in explicit.items() if v})
+    else:
+        kwargs.update(
+            model=litellm_model, **_credentials("ollama" if provider == "ollama_chat" else provider)
+        )
+    started = time.monotonic()
+    try:
+        response = litellm.completion(**kwargs)
+    except Exception as exc:
+        secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
+        raise _error_from(exc, request.model, secrets) from exc
+    latency_ms = int((time.monotonic() - started) * 1000)
+    message = response.choices[0].message
+    tool_calls: list[ToolCall] = []
+    for call in getattr(message, "tool_calls", None) or []:
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except ValueError:
+            arguments = {"_raw": call.function.arguments}
+        tool_calls.append(
+            ToolCall(
+                id=call.id or f"call_{len(tool_calls)}",
+                name=call.function.name,
+                arguments=arguments if isinstance(arguments, dict) else {"value": arguments},
+            )
+        )
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    return LlmResult(
+        text=message.content or "",
+        model=request.model,
+        provider=provider,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        cost_usd=_cost(request.model, litellm_model, prompt_tokens, completion_tokens),
+        latency_ms=latency_ms,
+        tool_calls=tool_calls,
+    )
+
+
+# --- quotas: every call reserves its estimate first and settles the real figures after ------------------
+
+DEFAULT_COMPLETION_ESTIMATE = 1024
+
+
+def llm_estimate(request: LlmRequest) -> tuple[int, Decimal]:
+    """Tokens and USD a call may use at most (roughly): the prompt's size plus the completion budget."""
+    prompt = len(json.dumps([request.messages, request.tools or []], default=str)) // 4 + 1
+    if request.max_tokens is not None:
+        completion = request.max_tokens
+    elif provider_of(request.model) == "anthropic":
+        completion = ANTHROPIC_DEFAULT_MAX_TOKENS
+    else:
+        completion = DEFAULT_COMPLETION_ESTIMATE
+    cost = _cost(request.model, _litellm_model(request.model), prompt, completion)
+    return prompt + completion, Decimal(str(cost))
+
+
+def llm_budget_reserve(
+    request: LlmRequest, *, tenant_id: Any, agent_id: Any, own_credentials: bool
+) -> Reservation:
+    """Holds the call's estimate on the tenant's token quota, platform spend (when Falcon's keys pay)
+    and spend caps; a refusal is a non-retryable ``quota_exceeded`` failure that stops the run."""
+    tokens, cost = llm_estimate(request)
+    platform = not own_credentials and provider_of(request.model) != "sandbox"
+    try:
+        return quota_reserve(tenant_id, tokens=tokens, cost_usd=cost, platform=platform, agent_id=agent_id)
+    except QuotaExceeded as exc:
+        raise LlmError(exc.message, code="quota_exceeded", retryable=False) from exc
+
+
+def llm_budget_settle(reservation: Reservation, result: LlmResult | None) -> None:
+    """Replaces the estimate by the call's real tokens and cost (nothing when it failed)."""
+    if result is None:
+        quota_settle(reservation, tokens=0, cost_usd=0)
+    else:
+        quota_settle(
+            reservation, tokens=result.prompt_tokens + result.completion_tokens, cost_usd=result.cost_usd
+        )
+
+
+def llm_probe(*, model: str, credentials: dict[str, Any]) -> dict[str, Any]:
+    """The Test button of an LLM provider connector: one one-token call with its credentials."""
+    result = llm_complete(
+        LlmRequest(model=model, messages=[{"role": "user", "content": "ping"}], max_tokens=1, timeout_s=20),
+        credentials=credentials,
+    )
+    return {"ok": True, "detail": f"{result.model} answered in {result.latency_ms} ms"}

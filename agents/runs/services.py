@@ -1,0 +1,359 @@
+"""The run lifecycle outside the engine: start, cancel, resume, re-run, wait, dispatch, sweep, retention.
+
+Execution on a worker (claim, the engine's database hooks, finish) is in ``agents.runs.execution``; this
+package is the only place that changes a run's status.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from agents.engine.spec import spec_for_version
+from agents.engine.validate import input_problems
+from agents.errors import RunInputInvalid
+from agents.notifications.services import notify, run_link
+from agents.runs.models import Run, StepRun
+from agents.workflows.models import Agent, AgentVersion
+from agents.workflows.services import watcher_emails
+from billing.plans import Metric
+from billing.quotas import plan_limit, quota_consume
+from falcon.celery import app as celery_app
+from falcon.errors import Conflict, InvalidInput
+from tenants.audit import Actor, audit_record
+
+RUN_EXECUTE_TASK = "agents.tasks.run_execute_task"
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+def run_enqueue_now(run_id: Any) -> None:
+    """Hands the run to a worker now (by task name: this module never imports the task module)."""
+    celery_app.send_task(RUN_EXECUTE_TASK, args=(str(run_id),))
+
+
+def run_enqueue(run_id: Any) -> None:
+    """Hands the run to a worker once the surrounding transaction commits."""
+    transaction.on_commit(lambda: run_enqueue_now(run_id))
+
+
+def run_start(
+    *,
+    agent: Agent,
+    input: Any,
+    actor: Actor,
+    trigger: str = Run.Trigger.API,
+    trigger_ref: str = "",
+    idempotency_key: str | None = None,
+    version: AgentVersion | None = None,
+    rerun_of: Run | None = None,
+    enqueue: bool = True,
+) -> tuple[Run, bool]:
+    """A queued run of the published version (or ``version``), and whether it is new.
+
+    The same idempotency key for the same agent within 24 h returns the first run instead.
+    ``enqueue=False`` leaves the queued run for the caller to execute inline (``run_execute``); the
+    sweeper dispatches it anyway if the caller dies first.
+    """
+    if idempotency_key is not None:
+        idempotency_key = idempotency_key.strip()
+        if not idempotency_key or len(idempotency_key) > 200:
+            raise InvalidInput("The idempotency key must be 1 to 200 characters.", field="idempotency_key")
+        existing = _idempotent_match(agent, idempotency_key)
+        if existing is not None:
+            return existing, False
+    if agent.archived_at:
+        raise Conflict("The agent is archived.", code="agent_archived")
+    version = version or agent.published_version
+    if version is None:
+        raise Conflict("The agent has no published version; publish one first.", code="agent_not_published")
+    spec = spec_for_version(version.pk, version.definition)
+    problems = input_problems(spec.inputs, input)
+    if problems:
+        raise RunInputInvalid(problems)
+    try:
+        with transaction.atomic():
+            if idempotency_key is not None:
+                # A key older than the window is released so it may be used again.
+                Run.objects.filter(
+                    agent=agent,
+                    idempotency_key=idempotency_key,
+                    created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW,
+                ).update(idempotency_key=None)
+            quota_consume(agent.tenant_id, Metric.RUNS)
+            run = Run.objects.create(
+                tenant_id=agent.tenant_id,
+                agent=agent,
+                version=version,
+                trigger=trigger,
+                trigger_ref=trigger_ref,
+                idempotency_key=idempotency_key,
+                input=input,
+                actor_label=actor.label[:255],
+                rerun_of=rerun_of,
+            )
+            audit_record(
+                tenant=agent.tenant_id,
+                actor=actor,
+                action="run.started",
+                target_type="run",
+                target_id=run.pk,
+                after={
+                    "agent": agent.name,
+                    "version": version.number,
+                    "trigger": trigger,
+                    "rerun_of": str(rerun_of.pk) if rerun_of else None,
+                },
+            )
+            if enqueue:
+                run_enqueue(run.pk)
+    except IntegrityError:
+        if idempotency_key is not None and (existing := _idempotent_match(agent, idempotency_key)):
+            return existing, False  # a concurrent request with the same key won the race
+        raise
+    return run, True
+
+
+def _idempotent_match(agent: Agent, key: str) -> Run | None:
+    return (
+        Run.objects.filter(
+            agent=agent, idempotency_key=key, created_at__gte=timezone.now() - IDEMPOTENCY_WINDOW
+        )
+        .select_related("agent", "version")
+        .first()
+    )
+
+
+@transaction.atomic
+def run_cancel(*, run: Run, actor: Actor) -> Run:
+    """Queued and waiting runs stop at once; a running one at its next step boundary (or in-flight call)."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status in Run.FINISHED:
+        raise Conflict(f"The run already finished ({run.status}).", code="run_finished")
+    before = run.status
+    now = timezone.now()
+    run.cancel_requested_at = now
+    fields = ["cancel_requested_at"]
+    if run.status in (Run.Status.QUEUED, Run.Status.WAITING):
+        run.status = Run.Status.CANCELLED
+        run.finished_at = now
+        run.error = {"code": "cancelled", "message": f"Cancelled by {actor.label}.", "step": run.waiting_step}
+        fields += ["status", "finished_at", "error"]
+    run.save(update_fields=fields)
+    audit_record(
+        tenant=run.tenant_id,
+        actor=actor,
+        action="run.cancelled",
+        target_type="run",
+        target_id=run.pk,
+        before={"status": before},
+        after={"status": run.status},
+    )
+    return run
+
+
+@transaction.atomic
+def run_resume(*, run: Run, decision: Any, comment: str, actor: Actor) -> Run:
+    """Answers a waiting step (an approval, or ends a timed wait early); the run continues on a worker."""
+    run = Run.objects.select_for_update().get(pk=run.pk)
+    if run.status != Run.Status.WAITING:
+        raise Conflict(f"The run is not waiting (it is {run.status}).", code="run_not_waiting")
+    run.resume_values = {
+        **run.resume_values,
+        run.waiting_step: {
+            "decision": decision,
+            "comment": comment,
+            "by": actor.label,
+            "at": timezone.now().isoformat(),
+        },
+    }
+    run.status = Run.Status.QUEUED
+    run.enqueued_at = timezone.now()
+    run.resume_at = None
+    run.save(update_fields=["resume_values", "status", "enqueued_at", "resume_at"])
+    audit_record(
+        tenant=run.tenant_id,
+        actor=actor,
+        action="run.resumed",
+        target_type="run",
+        target_id=run.pk,
+        before={"status": "waiting", "step": run.waiting_step},
+        after={"status": "queued", "decision": decision},
+    )
+    run_enqueue(run.pk)
+    return run
+
+
+def run_rerun(*, run: Run, actor: Actor) -> Run:
+    """A new run of the same version with the same input."""
+    new_run, _ = run_start(
+        agent=run.agent,
+        input=run.input,
+        actor=actor,
+        trigger=Run.Trigger.RERUN,
+        version=run.version,
+        rerun_of=run,
+    )
+    return new_run
+
+
+WAIT_POLL_S = 0.05
+
+
+def run_wait(run_id: Any, wait_s: float) -> Run:
+    """The run, once finished or when ``wait_s`` is up (a bounded long poll for synchronous callers)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = Run.objects.select_related("agent", "version").get(pk=run_id)
+        if run.status in Run.FINISHED or time.monotonic() >= deadline:
+            return run
+        time.sleep(WAIT_POLL_S)
+
+
+def run_failure_notify(run: Run) -> None:
+    """A run failed or timed out: its agent's watchers and the tenant's channels are told."""
+    event = "run.timed_out" if run.status == "timed_out" else "run.failed"
+    watchers = watcher_emails(run.agent_id)
+    error = run.error or {}
+    notify(
+        tenant_id=run.tenant_id,
+        event=event,
+        subject=f"{run.agent.name}: run {run.status.replace('_', ' ')}",
+        body=f"Run {run.pk} of {run.agent.name} ended {run.status}: {error.get('code', '')} "
+        f"{error.get('message', '')}\n{run_link(run.pk)}",
+        recipients=watchers,
+        agent_id=run.agent_id,
+        run_id=run.pk,
+        data={"run": str(run.pk), "agent": str(run.agent_id), "error": error},
+    )
+
+
+# --- dispatch and sweepers (Celery beat) -------------------------------------------------------------
+
+
+def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
+    """Enqueues a tenant's queued runs that have no task on the way, as far as its limit allows.
+
+    Those are the runs the concurrency limit deferred, and (from the sweeper, with ``lost_before``)
+    runs queued so long ago that their task must have been lost. Fresh queued runs already have a task:
+    dispatching them again would only make claims fail (and flood the broker under a backlog).
+    """
+    if (
+        lost_before is None
+        and not Run.objects.filter(tenant_id=tenant_id, status=Run.Status.QUEUED, deferred=True).exists()
+    ):
+        return 0  # the common case after a run finishes: nobody is waiting for its slot
+    running = Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
+    room = plan_limit(tenant_id, Metric.CONCURRENT_RUNS) - running
+    if room <= 0:
+        return 0
+    waiting = Q(deferred=True)
+    if lost_before is not None:
+        waiting |= Q(enqueued_at__lt=lost_before)
+    ids = list(
+        Run.objects.filter(waiting, tenant_id=tenant_id, status=Run.Status.QUEUED)
+        .order_by("enqueued_at")
+        .values_list("pk", flat=True)[:room]
+    )
+    if ids:
+        Run.objects.filter(pk__in=ids).update(enqueued_at=timezone.now(), deferred=False)
+        for run_id in ids:
+            run_enqueue_now(run_id)
+    return len(ids)
+
+
+# --- Sweepers (Celery beat) -----------------------------------------------------------------------------
+
+
+def runs_sweep() -> dict[str, int]:
+    """Re-queues runs whose worker died (stale heartbeat), or fails them after too many claims; and
+    re-dispatches queued runs whose task was lost or deferred by the concurrency limit."""
+    now = timezone.now()
+    stale_before = now - timedelta(seconds=settings.FALCON_RUN_HEARTBEAT_TIMEOUT_S)
+    requeued = failed = 0
+    with transaction.atomic():
+        orphans = list(
+            Run.objects.select_for_update(skip_locked=True).filter(
+                status=Run.Status.RUNNING, heartbeat_at__lt=stale_before
+            )
+        )
+        for run in orphans:
+            if run.claims < settings.FALCON_RUN_MAX_CLAIMS:
+                Run.objects.filter(pk=run.pk).update(status=Run.Status.QUEUED, enqueued_at=now)
+                run_enqueue(run.pk)
+                requeued += 1
+            else:
+                Run.objects.filter(pk=run.pk).update(
+                    status=Run.Status.FAILED,
+                    finished_at=now,
+                    error={
+                        "code": "worker_lost",
+                        "step": "",
+                        "message": (
+                            f"The worker executing this run stopped responding {run.claims} times; giving up."
+                        ),
+                    },
+                )
+                failed += 1
+    redispatch_before = now - timedelta(seconds=settings.FALCON_RUN_QUEUED_REDISPATCH_S)
+    tenants = (
+        Run.objects.filter(status=Run.Status.QUEUED, enqueued_at__lt=redispatch_before)
+        .values("tenant_id")
+        .annotate(n=Count("pk"))
+    )
+    redispatched = sum(
+        runs_dispatch_tenant(row["tenant_id"], lost_before=redispatch_before) for row in tenants
+    )
+    return {"requeued": requeued, "failed": failed, "redispatched": redispatched}
+
+
+def runs_resume_due() -> int:
+    """Wakes runs whose timed wait is over."""
+    now = timezone.now()
+    resumed = 0
+    with transaction.atomic():
+        due = list(
+            Run.objects.select_for_update(skip_locked=True).filter(
+                status=Run.Status.WAITING, resume_at__lte=now
+            )
+        )
+        for run in due:
+            values = {**run.resume_values, run.waiting_step: {"resumed_by": "timer", "at": now.isoformat()}}
+            Run.objects.filter(pk=run.pk).update(
+                status=Run.Status.QUEUED, resume_values=values, resume_at=None, enqueued_at=now
+            )
+            run_enqueue(run.pk)
+            resumed += 1
+    return resumed
+
+
+# --- retention (billing's retention task calls it through its pruner registry) -------------------------
+
+PRUNE_BATCH = 500
+
+
+def runs_tenant_ids() -> list[Any]:
+    return list(Run.objects.values_list("tenant_id", flat=True).distinct())
+
+
+def runs_prune(tenant_id: Any, cutoff: Any) -> dict[str, int]:
+    """Deletes a tenant's finished runs created before ``cutoff``, with their steps, in batches."""
+    pruned = {"runs": 0, "steps": 0}
+    while True:
+        ids = list(
+            Run.objects.filter(tenant_id=tenant_id, status__in=Run.FINISHED, created_at__lt=cutoff)
+            .order_by("created_at")
+            .values_list("pk", flat=True)[:PRUNE_BATCH]
+        )
+        if not ids:
+            return pruned
+        with transaction.atomic():
+            pruned["steps"] += StepRun.objects.filter(run_id__in=ids).delete()[0]
+            Run.objects.filter(rerun_of_id__in=ids).update(rerun_of=None)
+            pruned["runs"] += Run.objects.filter(pk__in=ids).delete()[0]

@@ -1,1 +1,0 @@
-"""Every state change of agents, versions and runs goes through these services."""

@@ -1,0 +1,583 @@
+"""Triggers: lifecycle (audited), signing secrets, webhook verification, schedules and firing."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+import zoneinfo
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery.schedules import crontab_parser
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from agents.engine import templates
+from agents.engine.spec import PURE_STEP_TYPES, spec_for_version
+from agents.errors import RunInputInvalid
+from agents.notifications.services import notify, people_with
+from agents.runs.models import Run
+from agents.runs.services import run_start
+from agents.triggers.models import Trigger, TriggerEvent
+from agents.workflows.models import Agent, AgentVersion
+from billing.errors import PlanLimitReached, QuotaExceeded
+from billing.plans import Metric
+from billing.quotas import (
+    entitlement,
+    plan_limit,
+    quota_count_check,
+    quota_over_limit_check,
+)
+from connectors.crypto import secret_decrypt, secret_encrypt
+from falcon import signing
+from falcon.errors import Conflict, InvalidInput
+from tenants.audit import Actor, audit_record
+from tenants.models import User
+
+WEBHOOK_AUTH = ("standard", "github", "header", "none")
+SCHEDULE_TASK = "agents.tasks.trigger_fire_task"
+DEFAULT_MAPPING = {"webhook": "{{ event.body }}", "schedule": {}, "email": "{{ event }}"}
+SECRET_OVERLAP = timedelta(hours=24)
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+
+
+def _seal(trigger: Trigger, plaintext: str, index: int) -> str:
+    return secret_encrypt(
+        tenant_id=trigger.tenant_id, connector_id=trigger.pk, field=f"signing-{index}", plaintext=plaintext
+    )
+
+
+def signing_secrets(trigger: Trigger) -> list[str]:
+    """The trigger's signing secrets still valid now (the new one, and old ones in their overlap)."""
+    now = timezone.now()
+    valid = []
+    for item in trigger.secrets:
+        if item.get("expires_at") and datetime.fromisoformat(item["expires_at"]) <= now:
+            continue
+        valid.append(
+            secret_decrypt(
+                tenant_id=trigger.tenant_id,
+                connector_id=trigger.pk,
+                field=f"signing-{item['index']}",
+                token=item["token"],
+            )
+        )
+    return valid
+
+
+def _add_secret(trigger: Trigger) -> str:
+    plaintext = signing.whsec_new()
+    index = max((item["index"] for item in trigger.secrets), default=0) + 1
+    now = timezone.now()
+    kept = []
+    for item in trigger.secrets:
+        expires = item.get("expires_at")
+        if not expires:
+            item = {**item, "expires_at": (now + SECRET_OVERLAP).isoformat()}
+        if datetime.fromisoformat(item["expires_at"]) > now:
+            kept.append(item)
+    trigger.secrets = [
+        {
+            "index": index,
+            "token": _seal(trigger, plaintext, index),
+            "created_at": now.isoformat(),
+            "expires_at": None,
+        },
+        *kept,
+    ]
+    return plaintext
+
+
+# --- validation and schedules ----------------------------------------------------------------------------
+
+
+def _cron_min_gap_s(minute: str, hour: str) -> int:
+    """The shortest time between two firings of a cron expression (its densest day decides)."""
+    minutes = sorted(crontab_parser(60).parse(minute))
+    hours = sorted(crontab_parser(24).parse(hour))
+    times = [h * 60 + m for h in hours for m in minutes]
+    gaps = [b - a for a, b in itertools.pairwise(times)] + [times[0] + 24 * 60 - times[-1]]
+    return min(gaps) * 60
+
+
+def _interval_check(tenant_id: Any, seconds: int, field: str) -> None:
+    minimum = plan_limit(tenant_id, Metric.MIN_SCHEDULE_INTERVAL_S)
+    if seconds < minimum:
+        plan = entitlement(tenant_id).plan
+        raise PlanLimitReached(
+            Metric.MIN_SCHEDULE_INTERVAL_S.value,
+            minimum,
+            seconds,
+            message=f"The {plan.name} plan's shortest schedule interval is {minimum} s; this one fires "
+            f"every {seconds} s.",
+            field=field,
+        )
+
+
+def _validate_config(kind: str, config: dict[str, Any], tenant_id: Any) -> dict[str, Any]:
+    if kind == Trigger.Kind.WEBHOOK:
+        auth = config.get("auth", "standard")
+        if auth not in WEBHOOK_AUTH:
+            raise InvalidInput(f"auth must be one of {', '.join(WEBHOOK_AUTH)}.", field="config.auth")
+        if auth == "none" and not config.get("allow_unsigned"):
+            raise InvalidInput(
+                "Unsigned webhooks must be allowed explicitly (allow_unsigned: true).",
+                code="unsigned_not_allowed",
+                field="config.allow_unsigned",
+            )
+        wait = config.get("sync_wait_s", 0)
+        if not isinstance(wait, int | float) or not 0 <= wait <= 30:
+            raise InvalidInput("sync_wait_s must be between 0 and 30.", field="config.sync_wait_s")
+        return {
+            "auth": auth,
+            "header_name": str(config.get("header_name") or "X-Webhook-Secret"),
+            "allow_unsigned": bool(config.get("allow_unsigned")),
+            "sync_wait_s": wait,
+            "rate_limit_per_minute": int(config.get("rate_limit_per_minute") or 600),
+        }
+    if kind == Trigger.Kind.SCHEDULE:
+        overlap = config.get("overlap", "skip")
+        if overlap not in ("skip", "queue"):
+            raise InvalidInput("overlap must be skip or queue.", field="config.overlap")
+        tz = str(config.get("timezone") or "UTC")
+        try:
+            zoneinfo.ZoneInfo(tz)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+            raise InvalidInput(f"Unknown time zone {tz!r}.", field="config.timezone") from exc
+        if "cron" in config:
+            parts = str(config["cron"]).split()
+            if len(parts) != 5:
+                raise InvalidInput(
+                    "cron needs 5 fields: minute hour day-of-month month day-of-week.", field="config.cron"
+                )
+            try:
+                gap = _cron_min_gap_s(parts[0], parts[1])
+                crontab_parser(31, 1).parse(parts[2])
+                crontab_parser(12, 1).parse(parts[3])
+                crontab_parser(7).parse(parts[4])
+            except (ValueError, IndexError) as exc:
+                raise InvalidInput(f"Invalid cron expression: {exc}", field="config.cron") from exc
+            _interval_check(tenant_id, gap, "config.cron")
+            return {"cron": " ".join(parts), "timezone": tz, "overlap": overlap}
+        interval = config.get("interval_s")
+        if not isinstance(interval, int) or isinstance(interval, bool):
+            raise InvalidInput("Give a cron expression or interval_s (seconds).", field="config.interval_s")
+        if interval < 1:
+            raise InvalidInput("interval_s must be at least 1.", field="config.interval_s")
+        _interval_check(tenant_id, interval, "config.interval_s")
+        return {"interval_s": interval, "overlap": overlap}
+    senders = config.get("allowed_senders") or []
+    if not isinstance(senders, list) or not all(isinstance(x, str) and "@" in x for x in senders):
+        raise InvalidInput(
+            "allowed_senders is a list of addresses or @domains.", field="config.allowed_senders"
+        )
+    return {
+        "allowed_senders": senders,
+        "store_attachments": bool(config.get("store_attachments")),
+        "max_attachment_bytes": int(config.get("max_attachment_bytes") or 1024 * 1024),
+    }
+
+
+def _sync_schedule(trigger: Trigger) -> None:
+    """Keeps the django-celery-beat row in step with the trigger (same transaction)."""
+    if trigger.kind != Trigger.Kind.SCHEDULE:
+        return
+    config = trigger.config
+    fields: dict[str, Any] = {"interval": None, "crontab": None}
+    if "cron" in config:
+        minute, hour, day_of_month, month_of_year, day_of_week = config["cron"].split()
+        fields["crontab"], _ = CrontabSchedule.objects.get_or_create(
+            minute=minute,
+            hour=hour,
+            day_of_month=day_of_month,
+            month_of_year=month_of_year,
+            day_of_week=day_of_week,
+            timezone=config.get("timezone", "UTC"),
+        )
+    else:
+        fields["interval"], _ = IntervalSchedule.objects.get_or_create(
+            every=config["interval_s"], period=IntervalSchedule.SECONDS
+        )
+    values = {
+        **fields,
+        "task": SCHEDULE_TASK,
+        "kwargs": json.dumps({"trigger_id": str(trigger.pk)}),
+        "enabled": trigger.enabled,
+        "description": f"Falcon trigger {trigger.name} ({trigger.tenant_id})",
+    }
+    if trigger.periodic_task_id:
+        PeriodicTask.objects.filter(pk=trigger.periodic_task_id).update(**values)
+        PeriodicTask.objects.get(pk=trigger.periodic_task_id).save()  # bumps beat's change marker
+    else:
+        trigger.periodic_task = PeriodicTask.objects.create(name=f"falcon-trigger-{trigger.pk}", **values)
+        trigger.save(update_fields=["periodic_task"])
+
+
+def _check_mapping(mapping: Any) -> None:
+    problems = templates.parse_errors(mapping)
+    if problems:
+        raise InvalidInput(problems[0], code="template_syntax", field="input_mapping")
+
+
+# --- lifecycle -------------------------------------------------------------------------------------------
+
+
+def _audit_view(trigger: Trigger) -> dict[str, Any]:
+    return {
+        "name": trigger.name,
+        "kind": trigger.kind,
+        "agent": trigger.agent.name,
+        "enabled": trigger.enabled,
+        "config": trigger.config,
+        "input_mapping": trigger.input_mapping,
+    }
+
+
+@transaction.atomic
+def trigger_create(
+    *,
+    agent: Agent,
+    name: str,
+    kind: str,
+    config: dict[str, Any],
+    input_mapping: Any,
+    enabled: bool,
+    actor: Actor,
+    created_by: User | None,
+) -> tuple[Trigger, str | None]:
+    """A new trigger, and for webhooks its signing secret (returned once)."""
+    if kind not in Trigger.Kind.values:
+        raise InvalidInput(f"kind must be one of {', '.join(Trigger.Kind.values)}.", field="kind")
+    if enabled and agent.published_version_id is None:
+        raise Conflict(
+            "The agent has no published version; publish one before enabling a trigger.",
+            code="agent_not_published",
+        )
+    mapping = DEFAULT_MAPPING[kind] if input_mapping is None else input_mapping
+    _check_mapping(mapping)
+    quota_count_check(agent.tenant_id, Metric.TRIGGERS)
+    trigger = Trigger(
+        tenant_id=agent.tenant_id,
+        agent=agent,
+        name=name.strip(),
+        kind=kind,
+        enabled=enabled,
+        config=_validate_config(kind, config, agent.tenant_id),
+        input_mapping=mapping,
+        created_by=created_by,
+        # E-mail addresses are case-insensitive: those triggers get a lowercase id.
+        public_id=("em" + secrets.token_hex(16))
+        if kind == Trigger.Kind.EMAIL
+        else "trg_" + secrets.token_urlsafe(18),
+    )
+    secret = _add_secret(trigger) if kind in (Trigger.Kind.WEBHOOK, Trigger.Kind.EMAIL) else None
+    try:
+        with transaction.atomic():
+            trigger.save(force_insert=True)
+    except IntegrityError as exc:
+        raise Conflict(f"A trigger named {name!r} exists.", code="name_taken", field="name") from exc
+    _sync_schedule(trigger)
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action="trigger.created",
+        target_type="trigger",
+        target_id=trigger.pk,
+        after=_audit_view(trigger),
+    )
+    return trigger, secret
+
+
+@transaction.atomic
+def trigger_update(
+    *,
+    trigger: Trigger,
+    actor: Actor,
+    name: str | None = None,
+    config: dict[str, Any] | None = None,
+    input_mapping: Any = ...,
+    enabled: bool | None = None,
+) -> Trigger:
+    quota_over_limit_check(trigger.tenant_id, Metric.TRIGGERS)
+    trigger = Trigger.objects.select_for_update().select_related("agent").get(pk=trigger.pk)
+    before = _audit_view(trigger)
+    if name is not None:
+        trigger.name = name.strip()
+    if config is not None:
+        base = dict(trigger.config)
+        if "cron" in config or "interval_s" in config:  # a new timing replaces the old one
+            base.pop("cron", None)
+            base.pop("interval_s", None)
+            if "interval_s" in config:
+                base.pop("timezone", None)
+        trigger.config = _validate_config(trigger.kind, {**base, **config}, trigger.tenant_id)
+    if input_mapping is not ...:
+        _check_mapping(input_mapping)
+        trigger.input_mapping = input_mapping
+    if enabled is not None:
+        if enabled and trigger.agent.published_version_id is None:
+            raise Conflict(
+                "The agent has no published version; publish one before enabling a trigger.",
+                code="agent_not_published",
+            )
+        if enabled and not trigger.enabled and config is None:
+            # Re-enabling (after a downgrade paused it, say) meets the plan's rules of today.
+            trigger.config = _validate_config(trigger.kind, trigger.config, trigger.tenant_id)
+        trigger.enabled = enabled
+        if enabled:
+            trigger.disabled_reason = ""
+    trigger.updated_at = timezone.now()
+    try:
+        with transaction.atomic():
+            trigger.save()
+    except IntegrityError as exc:
+        raise Conflict(f"A trigger named {name!r} exists.", code="name_taken", field="name") from exc
+    _sync_schedule(trigger)
+    action = (
+        "trigger.updated"
+        if enabled is None or enabled == before["enabled"]
+        else ("trigger.enabled" if enabled else "trigger.disabled")
+    )
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action=action,
+        target_type="trigger",
+        target_id=trigger.pk,
+        before=before,
+        after=_audit_view(trigger),
+    )
+    return trigger
+
+
+@transaction.atomic
+def trigger_rotate_secret(*, trigger: Trigger, actor: Actor) -> str:
+    """A new signing secret; the previous ones keep verifying for 24 h (overlap for senders to switch)."""
+    trigger = Trigger.objects.select_for_update().get(pk=trigger.pk)
+    if trigger.kind == Trigger.Kind.SCHEDULE:
+        raise Conflict("Schedule triggers have no secret.", code="no_secret")
+    secret = _add_secret(trigger)
+    trigger.save(update_fields=["secrets"])
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action="trigger.secret_rotated",
+        target_type="trigger",
+        target_id=trigger.pk,
+        after={"overlap_hours": SECRET_OVERLAP.total_seconds() / 3600},
+    )
+    return secret
+
+
+@transaction.atomic
+def trigger_delete(*, trigger: Trigger, actor: Actor) -> None:
+    trigger = Trigger.objects.select_for_update().select_related("agent").get(pk=trigger.pk)
+    audit_record(
+        tenant=trigger.tenant_id,
+        actor=actor,
+        action="trigger.deleted",
+        target_type="trigger",
+        target_id=trigger.pk,
+        before=_audit_view(trigger),
+    )
+    periodic_task_id = trigger.periodic_task_id
+    trigger.delete()
+    if periodic_task_id:
+        PeriodicTask.objects.filter(pk=periodic_task_id).delete()
+
+
+def triggers_pause(*, tenant_id: Any, actor: Actor, reason: str) -> int:
+    """Disables every enabled trigger of a tenant on the system's behalf (a downgrade), saying why."""
+    paused = 0
+    for trigger in (
+        Trigger.objects.select_for_update().select_related("agent").filter(tenant_id=tenant_id, enabled=True)
+    ):
+        before = _audit_view(trigger)
+        trigger.enabled = False
+        trigger.disabled_reason = reason[:300]
+        trigger.updated_at = timezone.now()
+        trigger.save(update_fields=["enabled", "disabled_reason", "updated_at"])
+        _sync_schedule(trigger)
+        audit_record(
+            tenant=tenant_id,
+            actor=actor,
+            action="trigger.disabled",
+            target_type="trigger",
+            target_id=trigger.pk,
+            before=before,
+            after={**_audit_view(trigger), "reason": reason},
+        )
+        paused += 1
+    if paused:
+        notify(
+            tenant_id=tenant_id,
+            event="trigger.disabled",
+            subject=f"{paused} trigger(s) paused",
+            body=f"Falcon paused {paused} trigger(s): {reason}.",
+            recipients=people_with(tenant_id, ("owner", "admin")),
+            data={"count": paused, "reason": reason},
+        )
+    return paused
+
+
+# --- what the API shows ----------------------------------------------------------------------------------
+
+
+def trigger_url(trigger: Trigger) -> str | None:
+    """Where a webhook (or e-mail over HTTP) trigger receives deliveries."""
+    if trigger.kind == Trigger.Kind.EMAIL:
+        return f"{settings.FALCON_BASE_URL}/hooks/email/{trigger.public_id}"
+    return (
+        f"{settings.FALCON_BASE_URL}/hooks/{trigger.public_id}"
+        if trigger.kind == Trigger.Kind.WEBHOOK
+        else None
+    )
+
+
+def trigger_address(trigger: Trigger) -> str | None:
+    """The e-mail address of an e-mail trigger."""
+    if trigger.kind != Trigger.Kind.EMAIL:
+        return None
+    return f"{trigger.public_id}@{settings.FALCON_INBOUND_EMAIL_DOMAIN}"
+
+
+# --- firing ----------------------------------------------------------------------------------------------
+
+
+def trigger_fire(
+    *,
+    trigger: Trigger,
+    event: dict[str, Any],
+    delivery_id: str = "",
+    idempotency_key: str | None = None,
+    enqueue: bool = True,
+) -> tuple[TriggerEvent, Run | None]:
+    """Maps the event to run input, starts the run (or records why not)."""
+    actor = Actor.system(f"trigger:{trigger.name}")
+
+    def refuse(code: str, message: str) -> tuple[TriggerEvent, None]:
+        return TriggerEvent.objects.create(
+            tenant_id=trigger.tenant_id,
+            trigger=trigger,
+            accepted=False,
+            code=code,
+            message=message[:500],
+            delivery_id=delivery_id[:200],
+        ), None
+
+    cached = Trigger.agent.is_cached(trigger) and Agent.published_version.is_cached(trigger.agent)
+    agent = (
+        trigger.agent
+        if cached
+        else Agent.objects.select_related("published_version").get(pk=trigger.agent_id)
+    )
+    try:
+        run_input = templates.render(trigger.input_mapping, {"event": event})
+    except templates.TemplateError as exc:
+        return refuse("input_mapping_failed", f"the input mapping failed: {exc}")
+    try:
+        run, _ = run_start(
+            agent=agent,
+            input=run_input,
+            actor=actor,
+            trigger=trigger.kind,
+            trigger_ref=str(trigger.pk),
+            idempotency_key=idempotency_key,
+            enqueue=enqueue,
+        )
+    except RunInputInvalid as exc:
+        return refuse("invalid_input", exc.message)
+    except QuotaExceeded as exc:
+        refuse(exc.code, exc.message)
+        raise  # callers answer it in their own protocol (HTTP 429, SMTP 452, a skipped firing)
+    except Conflict as exc:
+        return refuse(exc.code, exc.message)
+    Trigger.objects.filter(pk=trigger.pk).update(last_fired_at=timezone.now())
+    return TriggerEvent.objects.create(
+        tenant_id=trigger.tenant_id, trigger=trigger, accepted=True, run=run, delivery_id=delivery_id[:200]
+    ), run
+
+
+def inline_eligible(version: AgentVersion | None) -> bool:
+    """Whether a webhook may execute this version in the request: a short workflow of pure steps
+    (transforms and branches: no I/O, no waits), which finishes in milliseconds."""
+    limit = settings.FALCON_WEBHOOK_INLINE_MAX_STEPS
+    if version is None or limit <= 0:
+        return False
+    spec = spec_for_version(version.pk, version.definition)
+    return len(spec.steps) <= limit and all(s.type in PURE_STEP_TYPES for s in spec.steps)
+
+
+def trigger_fire_scheduled(trigger_id: str) -> str:
+    """What beat runs for a schedule trigger: honours the overlap policy, then fires."""
+    trigger = Trigger.objects.filter(pk=trigger_id, enabled=True).first()
+    if trigger is None:
+        return "gone or disabled"
+    # Claim this slot: beat may deliver a slot twice (its last-run time is saved lazily, and a second
+    # beat process would fire too); a firing within half an interval of the last one is the same slot.
+    now = timezone.now()
+    half = timedelta(seconds=float(trigger.config.get("interval_s", 60)) / 2)
+    claimed = (
+        Trigger.objects.filter(pk=trigger.pk)
+        .filter(Q(last_fired_at__isnull=True) | Q(last_fired_at__lt=now - half))
+        .update(last_fired_at=now)
+    )
+    if not claimed:
+        return "duplicate"
+    if trigger.config.get("overlap", "skip") == "skip":
+        busy = Run.objects.filter(
+            trigger_ref=str(trigger.pk),
+            status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.WAITING],
+        ).exists()
+        if busy:
+            TriggerEvent.objects.create(
+                tenant_id=trigger.tenant_id,
+                trigger=trigger,
+                accepted=False,
+                code="previous_run_active",
+                message="skipped: the previous run is still going",
+            )
+            return "skipped"
+    event = {"scheduled_at": timezone.now().isoformat(), "trigger": trigger.name}
+    try:
+        record, _ = trigger_fire(trigger=trigger, event=event)
+    except QuotaExceeded:
+        return "quota_exceeded"
+    return "fired" if record.accepted else record.code
+
+
+# --- what lower apps act on (registered in AgentsConfig.ready) --------------------------------------------
+
+
+def trigger_secrets_rekey(tenant_id: Any, reseal: Callable[[Any, str, str], str]) -> int:
+    """Re-encrypts every signing secret of a tenant's triggers (data key rotation)."""
+    count = 0
+    for trigger in Trigger.objects.select_for_update().filter(tenant_id=tenant_id).exclude(secrets=[]):
+        trigger.secrets = [
+            {**item, "token": reseal(trigger.pk, f"signing-{item['index']}", item["token"])}
+            for item in trigger.secrets
+        ]
+        trigger.save(update_fields=["secrets"])
+        count += len(trigger.secrets)
+    return count
+
+
+def trigger_events_tenant_ids() -> list[Any]:
+    return list(TriggerEvent.objects.values_list("tenant_id", flat=True).distinct())
+
+
+def trigger_events_prune(tenant_id: Any, cutoff: datetime) -> dict[str, int]:
+    """Deletes a tenant's delivery records received before ``cutoff`` (retention)."""
+    return {"events": TriggerEvent.objects.filter(tenant_id=tenant_id, received_at__lt=cutoff).delete()[0]}
+
+
+def triggers_pause_for_plan(tenant_id: Any, actor: Actor, reason: str) -> str:
+    """Billing's downgrade hook: pauses every enabled trigger and says how many."""
+    return f"{triggers_pause(tenant_id=tenant_id, actor=actor, reason=reason)} trigger(s) were paused."

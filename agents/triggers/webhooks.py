@@ -1,0 +1,137 @@
+"""``POST /hooks/{public_id}``: the public webhook endpoint (no API key; the trigger's own auth)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.core.cache import cache
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from agents.runs.execution import run_execute
+from agents.runs.models import Run
+from agents.runs.services import run_wait
+from agents.triggers import services as trigger_services
+from agents.triggers.inbound_email import email_receive
+from agents.triggers.models import Trigger, TriggerEvent
+from billing.errors import QuotaExceeded
+from falcon import signing
+from falcon.errors import error_response, json_error
+
+HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
+
+
+def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
+    content_type = (request.content_type or "").lower()
+    raw = request.body
+    if content_type == "application/json":
+        try:
+            return json.loads(raw or b"null"), None
+        except ValueError:
+            return None, json_error(400, "malformed_body", "The body is not valid JSON.")
+    if content_type == "application/x-www-form-urlencoded":
+        return {
+            k: v[0] if len(v) == 1 else v for k, v in parse_qs(raw.decode(errors="replace")).items()
+        }, None
+    if content_type == "text/plain":
+        return raw.decode(errors="replace"), None
+    return None, json_error(415, "unsupported_media_type", "Send application/json, form data or text/plain.")
+
+
+@csrf_exempt
+@require_POST
+def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
+    trigger = (
+        Trigger.objects.select_related("agent__published_version")
+        .filter(public_id=public_id, kind=Trigger.Kind.WEBHOOK, enabled=True)
+        .first()
+    )
+    if trigger is None:
+        return json_error(404, "not_found", "Not found.")  # unknown and disabled look the same
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    config = trigger.config
+    auth = config.get("auth", "standard")
+    if auth != "none":
+        secrets_now = trigger_services.signing_secrets(trigger)
+        if auth == "standard":
+            problem = signing.verify_standard(secrets_now, headers, request.body)
+        elif auth == "github":
+            problem = signing.verify_github(secrets_now, headers, request.body)
+        else:
+            problem = signing.verify_header(secrets_now, headers.get(config["header_name"].lower(), ""))
+        if problem:
+            TriggerEvent.objects.create(
+                tenant_id=trigger.tenant_id,
+                trigger=trigger,
+                accepted=False,
+                code="bad_signature",
+                message=problem,
+            )
+            return json_error(401, "bad_signature", f"The webhook is not authenticated: {problem}.")
+    window = int(time.time() // 60)
+    key = f"falcon:hook-rate:{trigger.pk}:{window}"
+    cache.add(key, 0, timeout=120)
+    if cache.incr(key) > int(config.get("rate_limit_per_minute", 600)):
+        return json_error(429, "rate_limited", "Too many deliveries to this trigger this minute.")
+    body, failure = _parse(request)
+    if failure is not None:
+        return failure
+    delivery_id = headers.get("webhook-id", "") or headers.get("x-github-delivery", "")
+    idempotency = headers.get("idempotency-key") or (f"webhook-id:{delivery_id}" if delivery_id else None)
+    event = {
+        "body": body,
+        "query": dict(request.GET.items()),
+        "headers": {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS},
+    }
+    inline = trigger_services.inline_eligible(trigger.agent.published_version)
+    try:
+        record, run = trigger_services.trigger_fire(
+            trigger=trigger,
+            event=event,
+            delivery_id=delivery_id,
+            idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
+            enqueue=not inline,
+        )
+    except QuotaExceeded as exc:
+        return error_response(exc)
+    if run is not None and inline and run.status == Run.Status.QUEUED:
+        # Claimed like a queued run (a crash leaves it to the sweeper) and logged step by step; when
+        # the tenant is at its concurrency limit the claim defers it to the queue instead.
+        run.status = run_execute(run.pk) or Run.Status.QUEUED
+    if run is None:
+        return json_error(422, record.code, record.message)
+    wait = float(config.get("sync_wait_s") or 0)
+    if wait:
+        run = run_wait(run.pk, wait) if run.status not in Run.FINISHED else Run.objects.get(pk=run.pk)
+        if run.status in Run.FINISHED:
+            return JsonResponse(
+                {"run_id": str(run.pk), "status": run.status, "output": run.output, "error": run.error},
+                status=200,
+            )
+    return JsonResponse({"run_id": str(run.pk), "status": run.status}, status=202)
+
+
+@csrf_exempt
+@require_POST
+def email_receive_http(request: HttpRequest, public_id: str) -> JsonResponse:
+    """A raw RFC 822 message, for providers that forward mail over HTTP (shared-secret header)."""
+    trigger = Trigger.objects.filter(public_id=public_id, kind=Trigger.Kind.EMAIL, enabled=True).first()
+    if trigger is None:
+        return json_error(404, "not_found", "Not found.")
+    offered = request.headers.get("X-Falcon-Email-Secret", "")
+    problem = signing.verify_header(trigger_services.signing_secrets(trigger), offered)
+    if problem:
+        return json_error(401, "bad_signature", f"The delivery is not authenticated: {problem}.")
+    if not request.body:
+        return json_error(400, "empty_message", "The body must be the raw message (RFC 822).")
+    try:
+        record, run = email_receive(trigger, request.body)
+    except QuotaExceeded as exc:
+        return error_response(exc)
+    if run is None:
+        return json_error(422, record.code, record.message)
+    return JsonResponse({"run_id": str(run.pk), "status": "queued"}, status=202)

@@ -1,0 +1,25 @@
+"""The agents app's API routes, one viewset per domain package."""
+
+from django.urls import path
+
+from agents.notifications.api import NotificationChannelViewSet, NotificationViewSet
+from agents.prompts.api import PromptViewSet
+from agents.runs.api import AgentRunViewSet, RunViewSet
+from agents.triggers.api import TriggerViewSet
+from agents.workflows.api import AgentViewSet, VariableViewSet, WorkflowSchemaView
+from falcon.api import OptionalSlashRouter
+
+router = OptionalSlashRouter()
+router.register("agents", AgentViewSet, basename="agent")
+router.register("agents", AgentRunViewSet, basename="agent-run")
+router.register("runs", RunViewSet, basename="run")
+router.register("variables", VariableViewSet, basename="variable")
+router.register("triggers", TriggerViewSet, basename="trigger")
+router.register("prompts", PromptViewSet, basename="prompt")
+router.register("notification-channels", NotificationChannelViewSet, basename="notification-channel")
+router.register("notifications", NotificationViewSet, basename="notification")
+
+urlpatterns = [
+    path("schemas/workflow.json", WorkflowSchemaView.as_view(), name="workflow-schema"),
+    *router.urls,
+]
