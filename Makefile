@@ -53,6 +53,7 @@ services:
 lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 typecheck: venv
 	$(TEST_ENV) .venv/bin/mypy .

@@ -9,6 +9,8 @@ from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from billing.errors import RateLimited
+from billing.plans import Metric
+from billing.quotas import plan_limit
 
 if TYPE_CHECKING:
     from rest_framework.request import Request
@@ -24,9 +26,6 @@ def _plan_rate(tenant_id: Any) -> int:
     now = time.monotonic()
     if cached is not None and cached[1] > now:
         return cached[0]
-    from billing.plans import Metric
-    from billing.quotas import plan_limit
-
     rate = int(plan_limit(tenant_id, Metric.API_REQUESTS_PER_MINUTE))
     _plan_rates[tenant_id] = (rate, now + PLAN_RATE_TTL_S)
     return rate

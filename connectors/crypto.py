@@ -163,6 +163,6 @@ def data_key_replace(tenant_id: Any) -> int:
             action="tenant.data_key_replaced",
             target_type="tenant",
             target_id=tenant_id,
-            after={"generation": new[0], "master_key_id": kid, "secrets_reencrypted": count},
+            after={"generation": new[0], "master_key_id": kid, "values_reencrypted": count},
         )
     return count

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -90,8 +91,6 @@ def email_settings_from_url(url: str) -> dict[str, object]:
     Schemes: ``smtp://user:pass@host:port`` (``?tls=1`` for STARTTLS), ``smtps://`` (implicit TLS),
     ``console://``, ``locmem://``, ``dummy://``, ``file:///absolute/folder``.
     """
-    from urllib.parse import parse_qs, unquote, urlsplit
-
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     backends = {

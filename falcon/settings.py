@@ -273,10 +273,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
     "ENUM_NAME_OVERRIDES": {
-        "RunStatusEnum": "agents.models.Run.Status",
-        "PromptVersionStatusEnum": "agents.models.PromptVersion.Status",
-        "TriggerKindEnum": "agents.models.Trigger.Kind",
-        "NotificationChannelKindEnum": "agents.models.NotificationChannel.Kind",
+        "RunStatusEnum": "agents.runs.models.Run.Status",
+        "PromptVersionStatusEnum": "agents.prompts.models.PromptVersion.Status",
+        "TriggerKindEnum": "agents.triggers.models.Trigger.Kind",
+        "NotificationChannelKindEnum": "agents.notifications.models.NotificationChannel.Kind",
     },
 }
 

@@ -9,6 +9,7 @@ from agents.triggers.webhooks import email_receive_http, webhook_receive
 from billing.webhooks import stripe_webhook
 from falcon import views
 from falcon.api import handler404 as handler404_view
+from tenants import views as tenant_views
 
 # The compliance console signs in through allauth, so MFA applies to it like everywhere else.
 admin.site.login = secure_admin_login(admin.site.login)  # type: ignore[method-assign]
@@ -16,9 +17,9 @@ admin.site.site_header = "Falcon compliance console"
 admin.site.site_title = "Falcon"
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", tenant_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
-    path("invitations/accept", views.invitation_accept_page, name="invitation-accept-page"),
+    path("invitations/accept", tenant_views.invitation_accept_page, name="invitation-accept-page"),
     path("hooks/email/<str:public_id>", email_receive_http, name="webhook-email"),
     path("hooks/<str:public_id>", webhook_receive, name="webhook"),
     path("api/v1/", include("tenants.api.urls")),

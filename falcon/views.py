@@ -1,35 +1,9 @@
-"""The dashboard's few server-rendered pages and the health check."""
+"""The project's own page: the health check (the dashboard's pages live in the apps)."""
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import redirect, render
-from django.views.decorators.http import require_http_methods
-
-from falcon.errors import FalconError
-from tenants.access import actor_for_user
-from tenants.models import Membership, User
-from tenants.permissions import role_matrix
-from tenants.services import invitation_accept, user_has_mfa
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    assert isinstance(user, User)
-    memberships = Membership.objects.select_related("tenant").filter(user=user).order_by("tenant__slug")
-    return render(
-        request,
-        "home.html",
-        {
-            "memberships": memberships,
-            "has_mfa": user_has_mfa(user),
-            "role_matrix": role_matrix(),
-        },
-    )
+from django.http import HttpRequest, JsonResponse
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -40,21 +14,3 @@ def healthz(request: HttpRequest) -> JsonResponse:
     except Exception:
         return JsonResponse({"status": "unavailable", "database": "down"}, status=503)
     return JsonResponse({"status": "ok", "database": "up"})
-
-
-@login_required
-@require_http_methods(["GET", "POST"])
-def invitation_accept_page(request: HttpRequest) -> HttpResponse:
-    token = request.GET.get("token") or request.POST.get("token") or ""
-    if request.method == "POST":
-        user = request.user
-        assert isinstance(user, User)
-        try:
-            membership = invitation_accept(token=token, user=user, actor=actor_for_user(request, user))  # type: ignore[arg-type]
-        except FalconError as exc:
-            return render(
-                request, "invitation_accept.html", {"token": token, "error": exc.message}, status=400
-            )
-        messages.success(request, f"You joined {membership.tenant.name} as {membership.role}.")
-        return redirect("home")
-    return render(request, "invitation_accept.html", {"token": token})

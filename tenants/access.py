@@ -10,6 +10,7 @@ from falcon.errors import Forbidden, InvalidInput, NotFound
 from tenants.audit import Actor
 from tenants.models import ApiKey, AuditEvent, Membership, Tenant, User
 from tenants.permissions import OWNER_KEY_ONLY, Action, Role, role_allows, scopes_allow
+from tenants.services import user_has_mfa
 
 TENANT_HEADER = "X-Falcon-Tenant"
 
@@ -99,14 +100,11 @@ def tenant_context_resolve(request: Request) -> TenantContext:
                 field=TENANT_HEADER,
             )
         membership = found[0]
-    if membership.tenant.require_mfa:
-        from tenants.services import user_has_mfa
-
-        if not user_has_mfa(user):
-            raise Forbidden(
-                f"{membership.tenant.name} requires two-factor authentication; turn it on at /accounts/2fa/.",
-                code="mfa_required",
-            )
+    if membership.tenant.require_mfa and not user_has_mfa(user):
+        raise Forbidden(
+            f"{membership.tenant.name} requires two-factor authentication; turn it on at /accounts/2fa/.",
+            code="mfa_required",
+        )
     return TenantContext(
         tenant=membership.tenant, actor=actor_for_user(request, user), user=user, membership=membership
     )

@@ -10,12 +10,11 @@ from django.http import HttpRequest
 
 from tenants.audit import Actor
 from tenants.models import AuditEvent, User
+from tenants.services import tenant_create_personal
 
 
 class FalconAccountAdapter(DefaultAccountAdapter):
     def save_user(self, request: HttpRequest, user: Any, form: Any, commit: bool = True) -> Any:
-        from tenants.services import tenant_create_personal
-
         with transaction.atomic():
             saved = super().save_user(request, user, form, commit=commit)
             if commit and isinstance(saved, User):

@@ -12,7 +12,7 @@ it is: objects of another tenant are never in the querysets these rights refine.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
@@ -20,12 +20,10 @@ from django.db import models, transaction
 from guardian.models import UserObjectPermission
 
 from falcon.errors import InvalidInput, NotFound
+from tenants.access import TenantContext
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership
 from tenants.permissions import Action, Role, role_allows
-
-if TYPE_CHECKING:
-    from tenants.access import TenantContext
 
 RIGHTS = ("view", "edit", "publish", "run")
 ACTION_RIGHT: dict[Action, str] = {

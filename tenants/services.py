@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from uuid import UUID
 
+from allauth.mfa.utils import is_mfa_enabled
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
@@ -121,8 +122,6 @@ def tenant_update(
 
 
 def user_has_mfa(user: User) -> bool:
-    from allauth.mfa.utils import is_mfa_enabled
-
     return bool(is_mfa_enabled(user))
 
 

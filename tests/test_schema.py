@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 import yaml
@@ -40,3 +42,14 @@ def test_schema_and_docs_are_served(db):
     docs = client.get("/api/schema/docs/")
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content
+
+
+SNAPSHOT = Path(__file__).parent / "snapshots" / "openapi.json"
+
+
+def test_schema_matches_the_committed_snapshot():
+    """The API's contract changes only on purpose: regenerate the snapshot with
+    ``manage.py spectacular --format openapi-json --file tests/snapshots/openapi.json`` and commit it."""
+    out = StringIO()
+    call_command("spectacular", "--format", "openapi-json", stdout=out)
+    assert json.loads(out.getvalue()) == json.loads(SNAPSHOT.read_text())

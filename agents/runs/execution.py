@@ -36,6 +36,7 @@ from agents.runs.services import run_failure_notify, runs_dispatch_tenant
 from agents.workflows.models import Agent, Variable
 from billing.plans import Metric
 from billing.quotas import plan_limit
+from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, provider_connector
@@ -367,7 +368,12 @@ class DatabaseHooks:
         resolved = self._resolve(found)
         if not connection.in_atomic_block:
             connection.close()  # the remote system may take seconds: do not hold a pooled connection
-        return kind.call(resolved, step_type, operation)
+        try:
+            return kind.call(resolved, step_type, operation)
+        except ConnectorError as exc:  # the engine knows step failures, not connectors
+            raise StepFailure(
+                exc.message, code=exc.code, retryable=exc.retryable, status_code=exc.status_code
+            ) from exc
 
     def sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds

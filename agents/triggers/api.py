@@ -30,6 +30,7 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
 
     queryset = Trigger.objects.select_related("agent").order_by("-created_at")
     serializer_class = TriggerSerializer
+    rights_path = "agent"  # a trigger is seen and changed with the rights its agent grants
     required_actions = {
         "list": Action.AGENTS_READ,
         "retrieve": Action.AGENTS_READ,
@@ -47,9 +48,8 @@ class TriggerViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantSco
         body = TriggerCreateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         data = body.validated_data
-        agent = Agent.objects.filter(tenant=self.ctx.tenant, pk=data["agent"]).first()
-        if agent is None:  # another tenant's agent id is as unknown as a made-up one
-            raise InvalidInput("No agent with this id.", code="not_found", field="agent")
+        # Another tenant's agent, or one hidden from this member, is as unknown as a made-up id.
+        agent = self.named_object(Agent, data["agent"], Action.AGENTS_BUILD, field="agent")
         trigger, secret = trigger_services.trigger_create(
             agent=agent,
             name=data["name"],

@@ -161,3 +161,47 @@ def test_prompt_rights(world, alice_client):
     )
     assert client.post(f"{versions}/2/submit").status_code == 200
     assert client.post(f"{versions}/2/approve", {}, format="json").status_code == 200
+
+
+def test_triggers_follow_the_rights_on_their_agent(world, alice_client, client):
+    """Regression: triggers once skipped per-object rights, so a builder hidden from an agent created a
+    webhook trigger for it, fired it and read the output."""
+    hidden = create_agent(alice_client, STEP, name="hidden")
+    seen = create_agent(alice_client, STEP, name="seen")
+    triggers = {
+        agent_id: alice_client.post(
+            "/api/v1/triggers/",
+            {"name": f"hook-{agent_id[:8]}", "agent": agent_id, "kind": "webhook"},
+            format="json",
+        ).json()["id"]
+        for agent_id in (hidden, seen)
+    }
+    person = member(world.tenant_a, Role.BUILDER)
+    membership = Membership.objects.get(tenant=world.tenant_a, user=person)
+    for agent_id, rights in ((hidden, []), (seen, ["view"])):
+        alice_client.put(
+            f"/api/v1/agents/{agent_id}/permissions",
+            {"member": str(membership.pk), "rights": rights},
+            format="json",
+        )
+    builder = session_client(person, world.tenant_a)
+
+    listed = [t["id"] for t in builder.get("/api/v1/triggers/").json()["results"]]
+    assert listed == [triggers[seen]]
+    assert builder.get(f"/api/v1/triggers/{triggers[hidden]}").status_code == 404
+    assert builder.get(f"/api/v1/triggers/{triggers[hidden]}/events").status_code == 404
+    assert builder.post(f"/api/v1/triggers/{triggers[hidden]}/rotate-secret").status_code == 404
+    assert builder.get(f"/api/v1/triggers/{triggers[seen]}").status_code == 200
+    assert builder.post(f"/api/v1/triggers/{triggers[seen]}/disable").status_code == 403  # view, not edit
+    created_on_hidden = builder.post(
+        "/api/v1/triggers/", {"name": "mine", "agent": hidden, "kind": "webhook"}, format="json"
+    )
+    assert created_on_hidden.status_code == 400
+    assert created_on_hidden.json()["error"]["code"] == "not_found"
+    created_on_seen = builder.post(
+        "/api/v1/triggers/", {"name": "mine", "agent": seen, "kind": "webhook"}, format="json"
+    )
+    assert created_on_seen.status_code == 403
+    assert not AuditEvent.objects.filter(
+        action="trigger.created", actor_label__contains=person.email
+    ).exists()

@@ -401,3 +401,35 @@ def test_provider_connector_allowed_models(world, llm):
         )
     assert raised.value.code == "model_not_allowed"
     assert llm.received[-1].headers["authorization"] == "Bearer sk-tenant-abcdefghijkl"
+
+
+@pytest.mark.django_db
+def test_a_failing_connector_call_fails_its_step_with_the_connectors_code_and_is_retried(
+    world, alice_client, api_server, loopback_allowed, celery_worker
+):
+    """Given an http connector whose API answers 503, when a step calls it with a retry policy, then each
+    attempt is logged with the connector's code and the run fails with it (not an internal error)."""
+    assert _create(alice_client, "flaky", "http", {"base_url": api_server.base}, {}).status_code == 201
+    definition = {
+        "steps": [
+            {
+                "id": "call",
+                "type": "http",
+                "connector": "flaky",
+                "method": "GET",
+                "path": "/status/503",
+                "retry": {"max_attempts": 2, "backoff_s": 0},
+            }
+        ]
+    }
+    agent_id = create_agent(alice_client, definition, name="flaky-caller")
+    run = run_now(alice_client, agent_id, {})
+    assert run["status"] == "failed", run
+    assert run["error"]["code"] == "http_503"
+    attempts = steps_of(run)
+    assert [(s["attempt"], s["status"], s["error"]["code"]) for s in attempts] == [
+        (1, "failed", "http_503"),
+        (2, "failed", "http_503"),
+    ]
+    assert attempts[0]["error"]["retryable"] is True
+    assert attempts[0]["error"]["status_code"] == 503

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db.models import Count
 
@@ -15,8 +16,6 @@ class Command(BaseCommand):
     help = "Report how many tenant data keys each master key id wraps."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        from django.conf import settings
-
         active = active_master_key_id()
         counts = dict(TenantKey.objects.values_list("master_key_id").annotate(n=Count("pk")))
         configured = [key_id for key_id, _ in settings.FALCON_ENCRYPTION_KEYS]
