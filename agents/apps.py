@@ -9,8 +9,7 @@ class AgentsConfig(AppConfig):
         """Tells the lower apps what of agents they act on (they never import agents)."""
         from agents.llm.gateway import llm_probe
         from agents.notifications.services import channel_secrets_rekey, usage_alert_notify
-        from agents.runs.models import Run
-        from agents.runs.services import runs_prune, runs_tenant_ids
+        from agents.runs.services import runs_prune, runs_running_count, runs_tenant_ids
         from agents.triggers.models import Trigger
         from agents.triggers.services import (
             trigger_events_prune,
@@ -38,10 +37,7 @@ class AgentsConfig(AppConfig):
             Metric.AGENTS, lambda t: Agent.objects.filter(tenant_id=t, archived_at__isnull=True).count()
         )
         billing.count_register(Metric.TRIGGERS, lambda t: Trigger.objects.filter(tenant_id=t).count())
-        billing.count_register(
-            Metric.CONCURRENT_RUNS,
-            lambda t: Run.objects.filter(tenant_id=t, status=Run.Status.RUNNING).count(),
-        )
+        billing.count_register(Metric.CONCURRENT_RUNS, runs_running_count)
         billing.pruner_register(billing.Pruner("runs", runs_tenant_ids, runs_prune))
         billing.pruner_register(
             billing.Pruner("trigger-events", trigger_events_tenant_ids, trigger_events_prune)

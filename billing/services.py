@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -378,15 +379,17 @@ def spend_cap_set(*, tenant: Tenant, monthly_usd: Any, actor: Actor) -> Subscrip
 
 
 @transaction.atomic
-def agent_spend_cap_set(*, agent: Any, monthly_usd: Any, actor: Actor) -> AgentSpendCap | None:
+def agent_spend_cap_set(
+    *, tenant_id: UUID, agent_id: UUID, monthly_usd: Decimal | str | None, actor: Actor
+) -> AgentSpendCap | None:
     """One agent's monthly LLM spend cap (None removes it); it may not exceed the tenant's cap."""
     amount = _usd(monthly_usd, "monthly_usd")
-    tenant_cap = entitlement(agent.tenant_id).spend_cap_usd
+    tenant_cap = entitlement(tenant_id).spend_cap_usd
     if amount is not None and tenant_cap is not None and amount > tenant_cap:
         raise InvalidInput(
             f"An agent's cap cannot exceed the organization's (${tenant_cap}).", field="monthly_usd"
         )
-    current = AgentSpendCap.objects.select_for_update().filter(agent=agent).first()
+    current = AgentSpendCap.objects.select_for_update().filter(agent_id=agent_id).first()
     before = {"monthly_usd": str(current.monthly_usd) if current else None}
     if amount is None:
         if current:
@@ -397,20 +400,20 @@ def agent_spend_cap_set(*, agent: Any, monthly_usd: Any, actor: Actor) -> AgentS
         current.save(update_fields=["monthly_usd"])
         cap = current
     else:
-        cap = AgentSpendCap.objects.create(tenant_id=agent.tenant_id, agent=agent, monthly_usd=amount)
-    ent = entitlement(agent.tenant_id)
+        cap = AgentSpendCap.objects.create(tenant_id=tenant_id, agent_id=agent_id, monthly_usd=amount)
+    ent = entitlement(tenant_id)
     UsageCounter.objects.filter(
-        tenant_id=agent.tenant_id,
+        tenant_id=tenant_id,
         metric=Metric.LLM_COST_USD,
-        scope=f"agent:{agent.pk}",
+        scope=f"agent:{agent_id}",
         period_start=ent.period_start,
     ).update(alerted_pct=0)
     audit_record(
-        tenant=agent.tenant_id,
+        tenant=tenant_id,
         actor=actor,
         action="agent.spend_cap_set",
         target_type="agent",
-        target_id=agent.pk,
+        target_id=agent_id,
         before=before,
         after={"monthly_usd": str(amount) if amount is not None else None},
     )

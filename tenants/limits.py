@@ -7,17 +7,22 @@ raises, so a missing registration can never mean "unlimited".
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
+from uuid import UUID
+
+from tenants.models import Tenant
+
+TenantId = UUID | str
 
 
 class LimitPolicy(Protocol):
-    def count_check(self, tenant_id: Any, kind: str, *, adding: int = 1) -> None:
+    def count_check(self, tenant_id: TenantId, kind: str, *, adding: int = 1) -> None:
         """Raises (402) when ``adding`` more objects of ``kind`` exceed the plan."""
 
-    def over_limit_check(self, tenant_id: Any, kind: str) -> None:
+    def over_limit_check(self, tenant_id: TenantId, kind: str) -> None:
         """Raises (402) when the tenant already holds more of ``kind`` than its plan allows."""
 
-    def feature_require(self, tenant_id: Any, feature: str, *, field: str | None = None) -> None:
+    def feature_require(self, tenant_id: TenantId, feature: str, *, field: str | None = None) -> None:
         """Raises (402) when the plan does not include ``feature``."""
 
 
@@ -25,13 +30,13 @@ class _Unregistered:
     def _fail(self) -> None:
         raise RuntimeError("No plan limit policy is registered (billing's AppConfig.ready registers one).")
 
-    def count_check(self, tenant_id: Any, kind: str, *, adding: int = 1) -> None:
+    def count_check(self, tenant_id: TenantId, kind: str, *, adding: int = 1) -> None:
         self._fail()
 
-    def over_limit_check(self, tenant_id: Any, kind: str) -> None:
+    def over_limit_check(self, tenant_id: TenantId, kind: str) -> None:
         self._fail()
 
-    def feature_require(self, tenant_id: Any, feature: str, *, field: str | None = None) -> None:
+    def feature_require(self, tenant_id: TenantId, feature: str, *, field: str | None = None) -> None:
         self._fail()
 
 
@@ -43,17 +48,17 @@ def limit_policy_register(policy: LimitPolicy) -> None:
     _policy = policy
 
 
-def _tenant_id(tenant: Any) -> Any:
-    return getattr(tenant, "pk", tenant)
+def _tenant_id(tenant: Tenant | TenantId) -> TenantId:
+    return tenant.pk if isinstance(tenant, Tenant) else tenant
 
 
-def count_check(tenant: Any, kind: str, *, adding: int = 1) -> None:
+def count_check(tenant: Tenant | TenantId, kind: str, *, adding: int = 1) -> None:
     _policy.count_check(_tenant_id(tenant), kind, adding=adding)
 
 
-def over_limit_check(tenant: Any, kind: str) -> None:
+def over_limit_check(tenant: Tenant | TenantId, kind: str) -> None:
     _policy.over_limit_check(_tenant_id(tenant), kind)
 
 
-def feature_require(tenant: Any, feature: str, *, field: str | None = None) -> None:
+def feature_require(tenant: Tenant | TenantId, feature: str, *, field: str | None = None) -> None:
     _policy.feature_require(_tenant_id(tenant), feature, field=field)

@@ -32,7 +32,7 @@ from agents.llm import gateway as llm
 from agents.prompts.services import prompt_resolve
 from agents.runs.models import Run, StepRun
 from agents.runs.payloads import log_safe
-from agents.runs.services import run_failure_notify, runs_dispatch_tenant
+from agents.runs.services import run_failure_notify, runs_dispatch_tenant, runs_running_count
 from agents.workflows.models import Agent, Variable
 from billing.plans import Metric
 from billing.quotas import plan_limit
@@ -106,7 +106,7 @@ def run_claim(run_id: Any) -> Run | None:
     now = timezone.now()
     with transaction.atomic():
         tenant_lock(run.tenant_id)
-        running = Run.objects.filter(tenant_id=run.tenant_id, status=Run.Status.RUNNING).count()
+        running = runs_running_count(run.tenant_id)
         if running >= plan_limit(run.tenant_id, Metric.CONCURRENT_RUNS):
             # Stays queued, marked so that a finishing run of this tenant dispatches it again.
             Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)

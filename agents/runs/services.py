@@ -237,6 +237,11 @@ def run_failure_notify(run: Run) -> None:
 # --- dispatch and sweepers (Celery beat) -------------------------------------------------------------
 
 
+def runs_running_count(tenant_id: Any) -> int:
+    """How many of a tenant's runs hold a slot of its concurrency limit now."""
+    return Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
+
+
 def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
     """Enqueues a tenant's queued runs that have no task on the way, as far as its limit allows.
 
@@ -249,7 +254,7 @@ def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
         and not Run.objects.filter(tenant_id=tenant_id, status=Run.Status.QUEUED, deferred=True).exists()
     ):
         return 0  # the common case after a run finishes: nobody is waiting for its slot
-    running = Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
+    running = runs_running_count(tenant_id)
     room = plan_limit(tenant_id, Metric.CONCURRENT_RUNS) - running
     if room <= 0:
         return 0

@@ -121,7 +121,10 @@ class AgentViewSet(ObjectRightsMixin, mixins.ListModelMixin, mixins.RetrieveMode
             body = SpendCapSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             agent_spend_cap_set(
-                agent=agent, monthly_usd=body.validated_data["monthly_usd"], actor=self.ctx.actor
+                tenant_id=agent.tenant_id,
+                agent_id=agent.pk,
+                monthly_usd=body.validated_data["monthly_usd"],
+                actor=self.ctx.actor,
             )
         cap = AgentSpendCap.objects.filter(agent=agent).values_list("monthly_usd", flat=True).first()
         return Response({"monthly_usd": None if cap is None else str(cap)})

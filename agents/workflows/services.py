@@ -18,6 +18,7 @@ from agents.prompts.services import prompt_exists
 from agents.workflows.models import Agent, AgentVersion, AgentWatcher
 from billing.plans import Metric
 from billing.quotas import quota_count_check, quota_over_limit_check
+from connectors.models import Connector
 from connectors.services import connector_exists
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
@@ -260,7 +261,7 @@ def watcher_emails(agent_id: Any) -> list[str]:
     return list(AgentWatcher.objects.filter(agent_id=agent_id).values_list("user__email", flat=True))
 
 
-def agents_using_connector(connector: Any) -> list[str]:
+def agents_using_connector(connector: Connector) -> list[str]:
     """Agents whose published version names the connector (connectors asks before deleting one)."""
     users = []
     agents = Agent.objects.filter(tenant_id=connector.tenant_id, published_version__isnull=False)

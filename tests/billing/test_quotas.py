@@ -275,7 +275,9 @@ def test_an_agent_spend_cap_stops_that_agent_only_and_real_costs_are_settled(wor
         )
         version_publish(version=agents[name].versions.get(), actor=SYSTEM)
         agents[name].refresh_from_db()
-    agent_spend_cap_set(agent=agents["capped"], monthly_usd="0.10", actor=SYSTEM)
+    agent_spend_cap_set(
+        tenant_id=world.tenant_a.pk, agent_id=agents["capped"].pk, monthly_usd="0.10", actor=SYSTEM
+    )
     llm.enqueue(Reply(text="ok", prompt_tokens=100, completion_tokens=20))
 
     capped, _ = run_start(agent=agents["capped"], input={}, actor=SYSTEM)
