@@ -9,7 +9,8 @@ from billing.plans import USD_METRICS
 from falcon.errors import FalconError
 
 
-def _json(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A figure as JSON carries it (amounts of money as exact decimal strings)."""
     return str(value) if isinstance(value, Decimal) else value
 
 
@@ -37,7 +38,7 @@ class QuotaExceeded(FalconError):
 
     @property
     def details(self) -> dict[str, Any]:
-        return {"metric": self.metric, "limit": _json(self.limit), "used": _json(self.used)}
+        return {"metric": self.metric, "limit": json_value(self.limit), "used": json_value(self.used)}
 
 
 class PlanLimitReached(FalconError):
@@ -56,7 +57,7 @@ class PlanLimitReached(FalconError):
 
     @property
     def details(self) -> dict[str, Any]:
-        return {"metric": self.metric, "limit": _json(self.limit), "used": _json(self.used)}
+        return {"metric": self.metric, "limit": json_value(self.limit), "used": json_value(self.used)}
 
 
 class BillingNotConfigured(FalconError):

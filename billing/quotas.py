@@ -21,7 +21,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from billing.alerts import usage_alert_record
-from billing.errors import PlanLimitReached, QuotaExceeded
+from billing.errors import PlanLimitReached, QuotaExceeded, json_value
 from billing.models import AgentSpendCap, Subscription, UsageCounter
 from billing.plans import METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
 from billing.registry import object_count
@@ -31,16 +31,6 @@ logger = logging.getLogger(__name__)
 
 ALERT_THRESHOLDS = (80, 100)
 CALENDAR_ANCHOR = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-def _json(value: Any) -> Any:
-    return str(value) if isinstance(value, Decimal) else value
-
-
-def _show(metric: str, value: Any) -> str:
-    if value is None:
-        return "unlimited"
-    return f"${value}" if metric in USD_METRICS else f"{value:,}" if isinstance(value, int) else str(value)
 
 
 def usd_to_micro(amount: Decimal | float) -> int:
@@ -296,9 +286,9 @@ def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
         limit = ent.limit(metric)
         included = ent.plan.metered[metric].included if metric in ent.plan.metered else limit
         metrics[metric.value] = {
-            "used": _json(_natural(metric, used.get(metric.value, 0))),
-            "limit": _json(limit),
-            "included": _json(included),
+            "used": json_value(_natural(metric, used.get(metric.value, 0))),
+            "limit": json_value(limit),
+            "included": json_value(included),
             "period_start": ent.period_start,
             "period_end": ent.period_end,
         }

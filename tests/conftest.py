@@ -15,6 +15,7 @@ from tenants.models import ApiKey, Membership, Tenant, User
 from tenants.permissions import Role
 from tenants.services import api_key_create, tenant_create
 from tests.factories import MembershipFactory, make_user
+from tests.servers.http_api import HttpApiServer
 
 SYSTEM = Actor.system("tests")
 
@@ -147,3 +148,12 @@ def _close_other_sessions() -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+@pytest.fixture
+def loopback(settings: Any) -> Any:
+    """An HTTP server on 127.0.0.1 that records requests, with loopback allowed by the network guard."""
+    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+    server = HttpApiServer()
+    yield server
+    server.stop()

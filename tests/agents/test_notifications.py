@@ -15,7 +15,6 @@ from agents.models import Notification, NotificationDelivery
 from agents.notifications.services import notification_deliver, notification_digest
 from agents.runs.execution import run_execute
 from tests.agents.helpers import create_agent
-from tests.servers.http_api import HttpApiServer
 from tests.servers.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,14 +34,6 @@ def smtp_sink(settings):
     settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
     yield sink.received
     sink.stop()
-
-
-@pytest.fixture
-def loopback(settings):
-    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
-    server = HttpApiServer()
-    yield server
-    server.stop()
 
 
 def _fail_once(client, agent_id: str) -> str:

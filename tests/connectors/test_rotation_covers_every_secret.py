@@ -23,19 +23,10 @@ from connectors.models import TenantKey
 from falcon import signing
 from tenants.models import AuditEvent
 from tests.agents.helpers import create_agent
-from tests.servers.http_api import HttpApiServer
 
 pytestmark = pytest.mark.django_db
 
 ECHO = {"inputs": {"type": "object"}, "steps": [{"id": "t", "type": "transform", "value": "ok"}]}
-
-
-@pytest.fixture
-def loopback(settings):
-    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
-    server = HttpApiServer()
-    yield server
-    server.stop()
 
 
 def _trigger(client, agent_id: str, name: str, kind: str = "webhook", **config) -> dict:
