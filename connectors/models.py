@@ -49,3 +49,20 @@ class Connector(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+
+class NetworkAllowance(models.Model):
+    """A private network one tenant may reach (an operator's decision, inside the platform's ceiling)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="network_allowances")
+    cidr = models.CharField(max_length=64)
+    reason = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["tenant", "cidr"], name="network_allowance_unique")]
+        indexes = [models.Index(fields=["tenant", "created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id}: {self.cidr}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
 
@@ -9,9 +10,10 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from connectors import crypto, registry
-from connectors.errors import ConnectorError, ConnectorInvalid
+from connectors.errors import Blocked, ConnectorError, ConnectorInvalid
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, Resolved
-from connectors.models import Connector
+from connectors.models import Connector, NetworkAllowance
+from connectors.netguard import NetPolicy, within_ceiling
 from falcon.errors import Conflict, InvalidInput
 from tenants import limits
 from tenants.audit import Actor, audit_record
@@ -46,6 +48,19 @@ def _store_secrets(connector: Connector, secrets: dict[str, str | None]) -> None
             connector.secret_hints[field] = _hint(str(value))
 
 
+def _destination_problems(tenant_id: Any, kind: str, config: dict[str, Any]) -> dict[str, list[str]]:
+    """A tenant-supplied LLM base URL is checked against the tenant's network policy on save (and
+    again on every call, by the LLM gateway)."""
+    base_url = config.get("base_url")
+    if kind not in LLM_PROVIDER_KINDS or not base_url:
+        return {}
+    try:
+        network_policy(tenant_id).check_url(str(base_url))
+    except Blocked as exc:
+        return {"config.base_url": [str(exc)]}
+    return {}
+
+
 @transaction.atomic
 def connector_create(
     *,
@@ -60,7 +75,7 @@ def connector_create(
     kind_class = KINDS.get(kind)
     if kind_class is None:
         raise InvalidInput(f"Unknown kind {kind!r}; see /api/v1/connector-kinds/.", field="kind")
-    problems = kind_class.validate(config, secrets)
+    problems = kind_class.validate(config, secrets) or _destination_problems(tenant.pk, kind, config)
     if problems:
         raise ConnectorInvalid(problems)
     limits.count_check(tenant, "connectors")
@@ -103,7 +118,9 @@ def connector_update(
     for field, value in (secrets or {}).items():
         if value in (None, ""):
             secret_view.pop(field, None)
-    problems = kind_class.validate(merged_config, secret_view)
+    problems = kind_class.validate(merged_config, secret_view) or _destination_problems(
+        connector.tenant_id, connector.kind, merged_config
+    )
     if problems:
         raise ConnectorInvalid(problems)
     if name is not None and name.strip() != connector.name:
@@ -187,7 +204,66 @@ def connector_resolve(connector: Connector) -> Resolved:
         kind=connector.kind,
         config=dict(connector.config),
         secrets=secrets,
+        policy=network_policy(connector.tenant_id),
     )
+
+
+# --- the tenant's network allowances (operators only) ----------------------------------------------------
+
+
+def network_policy(tenant_id: Any) -> NetPolicy:
+    """What this tenant's connections may reach: public addresses plus its allowed private networks."""
+    cidrs = NetworkAllowance.objects.filter(tenant_id=tenant_id).values_list("cidr", flat=True)
+    return NetPolicy(allowed=tuple(ipaddress.ip_network(cidr, strict=False) for cidr in cidrs))
+
+
+@transaction.atomic
+def network_allow(*, tenant: Tenant, cidr: str, reason: str, actor: Actor) -> NetworkAllowance:
+    """Lets one tenant reach a private network, inside ``FALCON_ALLOWED_PRIVATE_NETWORKS``."""
+    try:
+        network = ipaddress.ip_network(cidr.strip(), strict=False)
+    except ValueError as exc:
+        raise InvalidInput(f"{cidr!r} is not a network (CIDR).", field="cidr") from exc
+    if not within_ceiling(network):
+        raise InvalidInput(
+            f"{network} is not inside FALCON_ALLOWED_PRIVATE_NETWORKS, the most this installation allows.",
+            code="outside_platform_allowance",
+            field="cidr",
+        )
+    allowance, created = NetworkAllowance.objects.get_or_create(
+        tenant=tenant, cidr=str(network), defaults={"reason": reason[:300]}
+    )
+    if created:
+        audit_record(
+            tenant=tenant,
+            actor=actor,
+            action="network.allowed",
+            target_type="network_allowance",
+            target_id=allowance.pk,
+            after={"cidr": str(network), "reason": reason},
+        )
+    return allowance
+
+
+@transaction.atomic
+def network_disallow(*, tenant: Tenant, cidr: str, actor: Actor) -> bool:
+    try:
+        network = str(ipaddress.ip_network(cidr.strip(), strict=False))
+    except ValueError as exc:
+        raise InvalidInput(f"{cidr!r} is not a network (CIDR).", field="cidr") from exc
+    allowance = NetworkAllowance.objects.filter(tenant=tenant, cidr=network).first()
+    if allowance is None:
+        return False
+    audit_record(
+        tenant=tenant,
+        actor=actor,
+        action="network.disallowed",
+        target_type="network_allowance",
+        target_id=allowance.pk,
+        before={"cidr": network, "reason": allowance.reason},
+    )
+    allowance.delete()
+    return True
 
 
 def connector_find(*, tenant_id: Any, name: str, kinds: tuple[str, ...] | None = None) -> Connector | None:
@@ -216,6 +292,8 @@ def connector_test(*, connector: Connector, actor: Actor) -> dict[str, Any]:
     try:
         outcome = KINDS[connector.kind].test(resolved)
         result = {"ok": bool(outcome.get("ok")), "detail": outcome.get("detail", "")}
+        if outcome.get("warnings"):
+            result["warnings"] = [str(w) for w in outcome["warnings"]]
     except ConnectorError as exc:
         result = {"ok": False, "detail": exc.message, "code": exc.code}
     except Exception as exc:

@@ -204,7 +204,8 @@ LOGOUT_REDIRECT_URL = "/"
 
 # --- Cache (API rate limits) ------------------------------------------------------------------------------
 # Counters must be shared by every web process in production: point this at Redis there.
-_cache_url = env_str("FALCON_CACHE_URL", "")
+FALCON_CACHE_URL = env_str("FALCON_CACHE_URL", "")
+_cache_url = FALCON_CACHE_URL
 if _cache_url.startswith(("redis://", "rediss://")):
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _cache_url}}
 elif _cache_url:
@@ -375,8 +376,12 @@ STRIPE_PRICES = {
 FALCON_BILLING_GRACE_DAYS = env_int("FALCON_BILLING_GRACE_DAYS", 7, minimum=0)
 
 # --- Connectors -----------------------------------------------------------------------------------------
-# Connectors refuse private, loopback and link-local destinations unless listed here (CIDRs).
+# The most an operator may allow tenants to reach beyond public addresses (CIDRs); each tenant needs its own
+# allowance inside it (manage.py tenant_network_allow). The platform's own services are never reachable.
 FALCON_ALLOWED_PRIVATE_NETWORKS = env_list("FALCON_ALLOWED_PRIVATE_NETWORKS", [])
+# Other services of this installation that tenants must never reach (host:port or URLs), beyond the
+# database, broker, result backend, cache and web server, which are refused already.
+FALCON_PLATFORM_ADDRESSES = env_list("FALCON_PLATFORM_ADDRESSES", [])
 
 # --- Tenancy --------------------------------------------------------------------------------------------
 FALCON_INVITATION_TTL_DAYS = env_int("FALCON_INVITATION_TTL_DAYS", 7, minimum=1)

@@ -10,6 +10,7 @@ import pytest
 from rest_framework.test import APIClient
 
 from billing.services import plan_set
+from connectors.models import NetworkAllowance
 from tenants.audit import Actor
 from tenants.models import ApiKey, Membership, Tenant, User
 from tenants.permissions import Role
@@ -151,9 +152,17 @@ def _close_other_sessions() -> None:
 
 
 @pytest.fixture
-def loopback(settings: Any) -> Any:
-    """An HTTP server on 127.0.0.1 that records requests, with loopback allowed by the network guard."""
+def loopback_allowed(world: World, settings: Any) -> None:
+    """Both tenants may reach 127.0.0.0/8 (an operator's allowance inside the platform's ceiling), for the
+    loopback servers that stand in for tenants' systems. The platform's own services stay refused."""
     settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+    for tenant in (world.tenant_a, world.tenant_b):
+        NetworkAllowance.objects.get_or_create(tenant=tenant, cidr="127.0.0.0/8")
+
+
+@pytest.fixture
+def loopback(loopback_allowed: None) -> Any:
+    """An HTTP server on 127.0.0.1 that records requests, reachable by both tenants' connectors."""
     server = HttpApiServer()
     yield server
     server.stop()

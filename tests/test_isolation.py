@@ -237,6 +237,7 @@ REACHED_THROUGH = {
     "billing.usagecounter": "the request's own tenant only (/usage)",
     "billing.meterreport": "no route (sent to Stripe)",
     "connectors.tenantkey": "no route (never leaves the database)",
+    "connectors.networkallowance": "no route (operators set it with manage.py tenant_network_allow)",
 }
 
 

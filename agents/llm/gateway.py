@@ -7,6 +7,7 @@ Provider errors become ``LlmError`` with ``retryable`` set for 429, 5xx, timeout
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -21,6 +22,8 @@ from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
 from agents.llm.models import ModelPrice
 from billing.errors import QuotaExceeded
 from billing.quotas import Reservation, quota_reserve, quota_settle
+from connectors.errors import Blocked
+from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
 
 logger = logging.getLogger(__name__)
 _import_lock = threading.Lock()
@@ -189,6 +192,7 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
             f"{request.model} is not among the connector's allowed models", code="model_not_allowed"
         )
     litellm_model = _litellm_model(request.model)
+    guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     kwargs: dict[str, Any] = {
         "messages": request.messages,
         "timeout": request.timeout_s,
@@ -209,13 +213,23 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
     elif credentials is not None:
         explicit = {"api_key": credentials.get("api_key"), "api_base": credentials.get("api_base")}
         kwargs.update(model=litellm_model, **{k: v for k, v in explicit.items() if v})
+        if credentials.get("api_base"):
+            # A tenant's base URL: checked now, and every name the SDK resolves during the call is
+            # checked again and connected to as checked (no rebinding between check and connect).
+            policy: NetPolicy = credentials.get("policy") or PUBLIC_ONLY
+            try:
+                policy.check_url(str(credentials["api_base"]))
+            except Blocked as exc:
+                raise LlmError(f"{request.model}: {exc}", code="destination_blocked") from exc
+            guard = pinned_resolution(policy)
     else:
         kwargs.update(
             model=litellm_model, **_credentials("ollama" if provider == "ollama_chat" else provider)
         )
     started = time.monotonic()
     try:
-        response = litellm.completion(**kwargs)
+        with guard:
+            response = litellm.completion(**kwargs)
     except Exception as exc:
         secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
         raise _error_from(exc, request.model, secrets) from exc

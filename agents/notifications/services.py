@@ -25,7 +25,7 @@ from connectors.crypto import secret_decrypt, secret_encrypt
 from connectors.kinds import KINDS
 from connectors.kinds.http import guarded_request
 from connectors.models import Connector
-from connectors.services import connector_find, connector_resolve
+from connectors.services import connector_find, connector_resolve, network_policy
 from falcon import signing
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
@@ -220,6 +220,7 @@ def _signed_post(channel: NotificationChannel, payload: dict[str, Any]) -> None:
     status, _, _ = guarded_request(
         "POST",
         channel.config["url"],
+        policy=network_policy(channel.tenant_id),
         content=body,
         headers={
             "Content-Type": "application/json",

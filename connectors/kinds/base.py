@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from connectors.errors import ConnectorError
+from connectors.netguard import PUBLIC_ONLY, NetPolicy
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Resolved:
     kind: str
     config: dict[str, Any]
     secrets: dict[str, str] = field(repr=False)
+    policy: NetPolicy = PUBLIC_ONLY  # what this tenant's connections may reach
 
     def secret_values(self) -> list[str]:
         return [value for value in self.secrets.values() if value]

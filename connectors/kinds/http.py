@@ -14,7 +14,7 @@ import httpx
 
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.base import Field, Kind, Resolved
-from connectors.netguard import resolve_checked
+from connectors.netguard import NetPolicy
 
 MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT_S = 30.0
@@ -23,30 +23,56 @@ _token_cache: dict[tuple[str, str], tuple[str, float]] = {}
 _token_lock = threading.Lock()
 
 
+# Headers that carry credentials: never sent to another origin than the one they were meant for.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int]:
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
 def guarded_request(
     method: str,
     url: str,
     *,
+    policy: NetPolicy,
     headers: dict[str, str] | None = None,
     params: dict[str, Any] | None = None,
     content: bytes | None = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     max_bytes: int = DEFAULT_MAX_BYTES,
+    secret_headers: frozenset[str] = frozenset(),
+    secret_params: frozenset[str] = frozenset(),
 ) -> tuple[int, dict[str, str], bytes]:
-    """One HTTP exchange to public addresses only; every redirect hop is resolved and checked again.
+    """One HTTP exchange within the tenant's network ``policy``; every redirect hop is resolved and
+    checked again, at most ``MAX_REDIRECTS`` of them.
 
     The connection goes to the address that was checked (the URL's host is replaced by it) while the
-    Host header and TLS SNI/certificate check keep the name, so rebinding DNS cannot redirect it.
+    Host header and TLS SNI/certificate check keep the name, so rebinding DNS cannot redirect it. When a
+    redirect leaves the original origin, credentials stay behind (as browsers and ``requests`` do): the
+    ``Authorization``/``Cookie`` headers, the connector's ``secret_headers`` (an API-key header) and its
+    ``secret_params`` (an API-key query parameter) are dropped.
     """
     headers = dict(headers or {})
+    target = httpx.URL(url).copy_merge_params(params) if params else httpx.URL(url)
+    origin = _origin(target)
     with httpx.Client(trust_env=False, follow_redirects=False, timeout=timeout_s) as client:
         for _ in range(MAX_REDIRECTS + 1):
-            target = httpx.URL(url)
             if target.scheme not in ("http", "https") or not target.host:
-                raise ConnectorError(f"only http(s) URLs are allowed, not {url!r}", code="invalid_url")
+                raise ConnectorError(
+                    f"only http(s) URLs are allowed, not {str(target)!r}", code="invalid_url"
+                )
+            if _origin(target) != origin:
+                dropped = CREDENTIAL_HEADERS | {h.lower() for h in secret_headers}
+                headers = {k: v for k, v in headers.items() if k.lower() not in dropped}
+                if secret_params:
+                    kept: list[tuple[str, str | int | float | bool | None]] = [
+                        (k, v) for k, v in target.params.multi_items() if k not in secret_params
+                    ]
+                    target = target.copy_with(params=httpx.QueryParams(kept))
             port = target.port or (443 if target.scheme == "https" else 80)
             try:
-                address = resolve_checked(target.host, port)
+                address = policy.resolve(target.host, port)
             except Blocked as exc:
                 raise ConnectorError(str(exc), code="destination_blocked") from exc
             request_headers = {**headers, "Host": target.netloc.decode()}
@@ -56,12 +82,11 @@ def guarded_request(
                     method,
                     target.copy_with(host=str(address)),
                     headers=request_headers,
-                    params=params,
                     content=content,
                     extensions=extensions,
                 ) as response:
                     if response.status_code in (301, 302, 303, 307, 308) and "location" in response.headers:
-                        url = urljoin(str(target), response.headers["location"])
+                        target = httpx.URL(urljoin(str(target), response.headers["location"]))
                         if response.status_code == 303 or (
                             response.status_code in (301, 302) and method != "GET"
                         ):
@@ -160,6 +185,7 @@ class HttpKind(Kind):
         status, _, body = guarded_request(
             "POST",
             str(connector.config.get("token_url", "")),
+            policy=connector.policy,
             headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
             content="&".join(f"{k}={httpx.QueryParams({k: v})[k]}" for k, v in form.items()).encode(),
         )
@@ -192,9 +218,14 @@ class HttpKind(Kind):
         method = str(operation.get("method") or "GET").upper()
         timeout = float(config.get("timeout_s") or DEFAULT_TIMEOUT_S)
         max_bytes = int(config.get("max_response_bytes") or DEFAULT_MAX_BYTES)
+        secret_headers = frozenset(auth_headers)
+        secret_params = frozenset(auth_query)
         status, response_headers, raw = guarded_request(
             method,
             url,
+            policy=connector.policy,
+            secret_headers=secret_headers,
+            secret_params=secret_params,
             headers=headers,
             params=params,
             content=content,
@@ -206,6 +237,9 @@ class HttpKind(Kind):
             status, response_headers, raw = guarded_request(
                 method,
                 url,
+                policy=connector.policy,
+                secret_headers=secret_headers,
+                secret_params=secret_params,
                 headers=headers,
                 params=params,
                 content=content,

@@ -28,6 +28,7 @@ class LlmProviderKind(Kind):
             "api_key": connector.secrets.get("api_key", ""),
             "api_base": connector.config.get("base_url", ""),
             "allowed_models": connector.config.get("allowed_models") or [],
+            "policy": connector.policy,
         }
 
     @classmethod

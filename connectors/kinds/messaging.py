@@ -11,7 +11,6 @@ from typing import Any, ClassVar
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.base import Field, Kind, Resolved
 from connectors.kinds.http import guarded_request
-from connectors.netguard import resolve_checked
 
 
 class SmtpKind(Kind):
@@ -41,7 +40,7 @@ class SmtpKind(Kind):
         message.set_content(str(operation.get("body", "")))
         host, port = str(config["host"]), int(config.get("port") or 587)
         try:
-            address = str(resolve_checked(host, port))
+            address = str(connector.policy.resolve(host, port))
         except Blocked as exc:
             raise ConnectorError(str(exc), code="destination_blocked") from exc
         tls = config.get("tls") or "starttls"
@@ -75,7 +74,7 @@ class SmtpKind(Kind):
         config = connector.config
         host, port = str(config["host"]), int(config.get("port") or 587)
         try:
-            address = str(resolve_checked(host, port))
+            address = str(connector.policy.resolve(host, port))
             with smtplib.SMTP(timeout=10) as client:
                 client.connect(address, port)
                 code, _banner = client.ehlo()
@@ -110,6 +109,7 @@ class SlackWebhookKind(Kind):
         status, _, _body = guarded_request(
             "POST",
             connector.secrets["url"],
+            policy=connector.policy,
             content=json.dumps(payload).encode(),
             headers={"Content-Type": "application/json"},
             timeout_s=15,

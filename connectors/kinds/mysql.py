@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, ClassVar
 
@@ -9,8 +10,18 @@ import pymysql
 
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.base import Field, Kind, Resolved
-from connectors.kinds.postgres import json_safe
-from connectors.netguard import resolve_checked
+from connectors.kinds.sql import (
+    MAX_ROWS,
+    MAX_STATEMENT_TIMEOUT_MS,
+    bounds_problems,
+    result_capped,
+    statement_count,
+)
+
+_ADMIN_GRANT = re.compile(r"GRANT (ALL PRIVILEGES|.*\bSUPER\b).* ON \*\.\*", re.IGNORECASE)
+_WRITE_GRANT = re.compile(
+    r"GRANT .*\b(ALL PRIVILEGES|INSERT|UPDATE|DELETE|CREATE|DROP|ALTER)\b.* ON ", re.IGNORECASE
+)
 
 
 class MySqlKind(Kind):
@@ -34,7 +45,7 @@ class MySqlKind(Kind):
         config = connector.config
         port = int(config.get("port") or 3306)
         try:
-            address = resolve_checked(str(config["host"]), port)
+            address = connector.policy.resolve(str(config["host"]), port)
         except Blocked as exc:
             raise ConnectorError(str(exc), code="destination_blocked") from exc
         tls = config.get("tls") or "disabled"
@@ -42,7 +53,7 @@ class MySqlKind(Kind):
         if tls != "disabled":
             ssl = {"check_hostname": tls == "verify", "verify_mode": tls == "verify"}
         try:
-            return pymysql.connect(
+            conn = pymysql.connect(
                 host=str(address),
                 port=port,
                 user=config["user"],
@@ -59,14 +70,36 @@ class MySqlKind(Kind):
                 code="db_connection_error",
                 retryable=True,
             ) from exc
+        grants = cls._grants(conn)
+        if any(_ADMIN_GRANT.search(grant) for grant in grants):
+            conn.close()
+            raise ConnectorError(
+                f"the user {config['user']!r} holds administrative rights (ALL or SUPER on *.*): "
+                "connectors refuse to run as one. Connect with a user that has only the rights the agent "
+                "needs (SELECT only is best).",
+                code="db_superuser_refused",
+            )
+        return conn
+
+    @staticmethod
+    def _grants(conn: Any) -> list[str]:
+        with conn.cursor() as cursor:
+            cursor.execute("SHOW GRANTS FOR CURRENT_USER()")
+            return [str(row[0]) for row in cursor.fetchall()]
+
+    @classmethod
+    def extra_problems(cls, config: dict[str, Any], secrets: dict[str, str]) -> dict[str, list[str]]:
+        return bounds_problems(config)
 
     @classmethod
     def query(cls, connector: Resolved, sql: str, params: Any) -> dict[str, Any]:
         if not isinstance(params, list | dict):
             raise ConnectorError("params must be a list or an object", code="invalid_params")
+        if statement_count(sql, dialect="mysql") != 1:
+            raise ConnectorError("a query is exactly one SQL statement", code="db_one_statement")
         config = connector.config
-        max_rows = int(config.get("max_rows") or 1000)
-        timeout_s = int(config.get("statement_timeout_ms") or 10_000) / 1000
+        max_rows = min(int(config.get("max_rows") or 1000), MAX_ROWS)
+        timeout_s = min(int(config.get("statement_timeout_ms") or 10_000), MAX_STATEMENT_TIMEOUT_MS) / 1000
         started = time.monotonic()
         conn = cls._connect(connector)
         try:
@@ -95,18 +128,24 @@ class MySqlKind(Kind):
             raise ConnectorError(f"query failed: {exc.args[-1]}", code="db_query_failed") from exc
         finally:
             conn.close()
-        return {
-            "columns": columns,
-            "rows": [dict(zip(columns, (json_safe(v) for v in row), strict=True)) for row in rows[:max_rows]],
-            "row_count": min(len(rows), max_rows) if columns else affected,
-            "truncated": len(rows) > max_rows,
-            "latency_ms": int((time.monotonic() - started) * 1000),
-        }
+        return result_capped(columns, list(rows), max_rows, affected, started)
 
     @classmethod
     def test(cls, connector: Resolved) -> dict[str, Any]:
         result = cls.query(connector, "SELECT VERSION() AS version", [])
-        return {"ok": True, "detail": str(result["rows"][0]["version"])}
+        outcome: dict[str, Any] = {"ok": True, "detail": str(result["rows"][0]["version"])}
+        if not connector.config.get("allow_writes", False):
+            conn = cls._connect(connector)
+            try:
+                grants = cls._grants(conn)
+            finally:
+                conn.close()
+            if any(_WRITE_GRANT.search(grant) for grant in grants):
+                outcome["warnings"] = [
+                    f"the user {connector.config['user']!r} can change data although allow_writes is off: "
+                    "queries still run read-only, but a SELECT-only user is safer"
+                ]
+        return outcome
 
     @classmethod
     def call(cls, connector: Resolved, step_type: str, operation: dict[str, Any]) -> Any:

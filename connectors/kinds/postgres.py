@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import base64
-import datetime
-import decimal
 import time
-import uuid
 from typing import Any, ClassVar
 
 import psycopg
 
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.base import Field, Kind, Resolved
-from connectors.netguard import resolve_checked
-
-
-def json_safe(value: Any) -> Any:
-    """Database values as JSON: decimals as strings (no float rounding), dates ISO 8601, bytes base64."""
-    if isinstance(value, decimal.Decimal):
-        return str(value)
-    if isinstance(value, datetime.datetime | datetime.date | datetime.time):
-        return value.isoformat()
-    if isinstance(value, datetime.timedelta):
-        return value.total_seconds()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, bytes | bytearray | memoryview):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    return value
+from connectors.kinds.sql import (
+    CAN_WRITE_SQL,
+    MAX_ROWS,
+    MAX_STATEMENT_TIMEOUT_MS,
+    bounds_problems,
+    result_capped,
+    statement_count,
+)
 
 
 class PostgresKind(Kind):
@@ -54,15 +38,19 @@ class PostgresKind(Kind):
     )
 
     @classmethod
+    def extra_problems(cls, config: dict[str, Any], secrets: dict[str, str]) -> dict[str, list[str]]:
+        return bounds_problems(config)
+
+    @classmethod
     def _connect(cls, connector: Resolved) -> psycopg.Connection[Any]:
         config = connector.config
         port = int(config.get("port") or 5432)
         try:
-            address = resolve_checked(str(config["host"]), port)
+            address = connector.policy.resolve(str(config["host"]), port)
         except Blocked as exc:
             raise ConnectorError(str(exc), code="destination_blocked") from exc
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 host=str(config["host"]),
                 hostaddr=str(address),
                 port=port,
@@ -72,7 +60,6 @@ class PostgresKind(Kind):
                 sslmode=config.get("sslmode") or "prefer",
                 connect_timeout=10,
                 autocommit=False,
-                options=f"-c statement_timeout={int(config.get('statement_timeout_ms') or 10_000)}",
             )
         except psycopg.OperationalError as exc:
             raise ConnectorError(
@@ -80,18 +67,34 @@ class PostgresKind(Kind):
                 code="db_connection_error",
                 retryable=True,
             ) from exc
+        if conn.info.parameter_status("is_superuser") == "on":
+            conn.close()
+            raise ConnectorError(
+                f"the role {config['user']!r} is a superuser: connectors refuse to run as one. Connect "
+                "with a role that has only the rights the agent needs (a read-only role is best).",
+                code="db_superuser_refused",
+            )
+        return conn
 
     @classmethod
     def query(cls, connector: Resolved, sql: str, params: Any) -> dict[str, Any]:
         if not isinstance(params, list | dict):
             raise ConnectorError("params must be a list or an object", code="invalid_params")
-        max_rows = int(connector.config.get("max_rows") or 1000)
+        if statement_count(sql, dialect="postgres") != 1:
+            raise ConnectorError("a query is exactly one SQL statement", code="db_one_statement")
+        config = connector.config
+        max_rows = min(int(config.get("max_rows") or 1000), MAX_ROWS)
+        timeout_ms = min(int(config.get("statement_timeout_ms") or 10_000), MAX_STATEMENT_TIMEOUT_MS)
         started = time.monotonic()
         with cls._connect(connector) as conn:
-            conn.read_only = not connector.config.get("allow_writes", False)
             try:
                 with conn.cursor() as cursor:
-                    cursor.execute(sql, params)  # parameters are sent separately: never formatted into SQL
+                    # Bounds set in the query's own transaction; prepare=True sends it through the
+                    # extended protocol, where a second statement cannot ride along ("COMMIT; ...").
+                    cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+                    if not config.get("allow_writes", False):
+                        cursor.execute("SET TRANSACTION READ ONLY")
+                    cursor.execute(sql, params, prepare=True)
                     columns = [c.name for c in cursor.description] if cursor.description else []
                     rows = cursor.fetchmany(max_rows + 1) if cursor.description else []
                     affected = cursor.rowcount
@@ -106,19 +109,20 @@ class PostgresKind(Kind):
                 raise ConnectorError(
                     f"query failed: {str(exc).splitlines()[0]}", code="db_query_failed"
                 ) from exc
-        truncated = len(rows) > max_rows
-        return {
-            "columns": columns,
-            "rows": [dict(zip(columns, (json_safe(v) for v in row), strict=True)) for row in rows[:max_rows]],
-            "row_count": min(len(rows), max_rows) if columns else affected,
-            "truncated": truncated,
-            "latency_ms": int((time.monotonic() - started) * 1000),
-        }
+        return result_capped(columns, rows, max_rows, affected, started)
 
     @classmethod
     def test(cls, connector: Resolved) -> dict[str, Any]:
         result = cls.query(connector, "SELECT version() AS version", [])
-        return {"ok": True, "detail": str(result["rows"][0]["version"]).split(",")[0]}
+        outcome: dict[str, Any] = {"ok": True, "detail": str(result["rows"][0]["version"]).split(",")[0]}
+        if not connector.config.get("allow_writes", False):
+            can_write = cls.query(connector, CAN_WRITE_SQL, [])["rows"][0]["can_write"]
+            if can_write:
+                outcome["warnings"] = [
+                    f"the role {connector.config['user']!r} can change data although allow_writes is "
+                    "off: queries still run read-only, but a read-only database role is safer"
+                ]
+        return outcome
 
     @classmethod
     def call(cls, connector: Resolved, step_type: str, operation: dict[str, Any]) -> Any:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+from urllib.parse import quote
 
 import pytest
 
 from connectors.errors import ConnectorError
 from connectors.kinds.http import HttpKind, guarded_request
-from connectors.models import Connector
-from connectors.services import connector_resolve
+from connectors.models import Connector, NetworkAllowance
+from connectors.netguard import PUBLIC_ONLY, NetPolicy
+from connectors.services import connector_create, connector_resolve, network_policy
 from tenants.audit import Actor
 from tenants.models import AuditEvent
 from tests.agents.helpers import create_agent
@@ -17,9 +20,20 @@ from tests.agents.test_runs import run_now, steps_of
 from tests.conftest import key_client, session_client
 from tests.servers.http_api import HttpApiServer
 from tests.servers.llm import Reply
+from tests.servers.tcp_forward import TcpForwarder
 
 TOKEN = "tok-secret-0123456789abcdef"
 SYSTEM_ACTOR = Actor.system("tests")
+
+
+@pytest.fixture
+def tenant_postgres(settings):
+    """The test PostgreSQL seen as a tenant's own database: through a forwarder on another port, since
+    the platform's database host and port are refused to every tenant."""
+    db = settings.DATABASES["default"]
+    forwarder = TcpForwarder(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    yield {"host": "127.0.0.1", "port": forwarder.port, "database": db["NAME"], "sslmode": "disable"}
+    forwarder.stop()
 
 
 @pytest.fixture
@@ -27,11 +41,6 @@ def api_server():
     server = HttpApiServer()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def loopback_allowed(settings):
-    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
 
 
 def _create(client, name: str, kind: str, config: dict, secrets: dict):
@@ -109,18 +118,77 @@ def test_network_guard_blocks_loopback_metadata_and_redirects(world, settings, a
         "http://localhost/",
     ]:
         with pytest.raises(ConnectorError) as raised:
-            guarded_request("GET", url, timeout_s=2)
+            guarded_request("GET", url, policy=PUBLIC_ONLY, timeout_s=2)
         assert raised.value.code == "destination_blocked", url
     # Allowed to reach 127.0.0.2 only: its redirect to 127.0.0.1 is checked again and refused.
     redirector = HttpApiServer(host="127.0.0.2")
     try:
-        settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.2/32"]
-        status, _, _ = guarded_request("GET", f"{redirector.base}/hello", timeout_s=2)
+        settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+        only_2 = NetPolicy(allowed=(ipaddress.ip_network("127.0.0.2/32"),))
+        status, _, _ = guarded_request("GET", f"{redirector.base}/hello", policy=only_2, timeout_s=2)
         assert status == 200
         with pytest.raises(ConnectorError) as raised:
-            guarded_request("GET", f"{redirector.base}/redirect?to={api_server.base}/x", timeout_s=2)
+            guarded_request(
+                "GET", f"{redirector.base}/redirect?to={api_server.base}/x", policy=only_2, timeout_s=2
+            )
         assert raised.value.code == "destination_blocked"
         assert api_server.received == []
+        # The platform-wide ceiling alone opens nothing: a tenant needs its own allowance.
+        with pytest.raises(ConnectorError):
+            guarded_request("GET", f"{redirector.base}/hello", policy=PUBLIC_ONLY, timeout_s=2)
+        # An allowance outside the ceiling does not count.
+        settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["10.0.0.0/8"]
+        with pytest.raises(ConnectorError):
+            guarded_request("GET", f"{redirector.base}/hello", policy=only_2, timeout_s=2)
+    finally:
+        redirector.stop()
+
+
+@pytest.mark.django_db
+def test_redirects_leave_credentials_behind_and_stop_after_five_hops(world, api_server, loopback_allowed):
+    """Authorization, the connector's API-key header and its API-key query parameter go to the origin
+    they were configured for, never to another origin a redirect points at; at most five hops."""
+    redirector = HttpApiServer(host="127.0.0.2")
+    try:
+        for auth, secrets, sent in (
+            ({"auth": "bearer"}, {"token": TOKEN}, "authorization"),
+            ({"auth": "api_key_header", "api_key_name": "X-Api-Key"}, {"api_key": TOKEN}, "x-api-key"),
+            ({"auth": "api_key_query", "api_key_name": "key"}, {"api_key": TOKEN}, "key"),
+        ):
+            created = connector_create(
+                tenant=world.tenant_a,
+                name=f"r-{auth['auth']}",
+                kind="http",
+                config={"base_url": redirector.base, **auth},
+                secrets=secrets,
+                actor=SYSTEM_ACTOR,
+                created_by=None,
+            )
+            resolved = connector_resolve(created)
+            # Same origin: the credentials follow.
+            same = f"{redirector.base}/same?key={TOKEN}" if sent == "key" else f"{redirector.base}/same"
+            HttpKind.request(resolved, {"path": "/redirect", "query": {"to": same}})
+            landed = redirector.received[-1]
+            assert landed["path"] == "/same"
+            assert TOKEN in str(landed["headers"]) + str(landed["query"]), auth
+            # Another origin (another address): they stay behind, the rest of the URL goes.
+            elsewhere = f"{api_server.base}/other?keep=1&key={TOKEN}"
+            HttpKind.request(resolved, {"path": "/redirect", "query": {"to": elsewhere}})
+            other = api_server.received[-1]
+            assert other["path"] == "/other"
+            assert other["query"] == {"keep": "1"} if sent == "key" else other["query"]["keep"] == "1"
+            assert sent not in other["headers"], auth
+            assert TOKEN not in str(other["headers"]), auth
+        policy = network_policy(world.tenant_a.pk)
+        chain = f"{redirector.base}/end"
+        for _ in range(5):
+            chain = f"{redirector.base}/redirect?to={quote(chain, safe='')}"
+        assert guarded_request("GET", chain, policy=policy, timeout_s=5)[0] == 200
+        with pytest.raises(ConnectorError) as raised:
+            guarded_request(
+                "GET", f"{redirector.base}/redirect?to={quote(chain, safe='')}", policy=policy, timeout_s=5
+            )
+        assert raised.value.code == "too_many_redirects"
     finally:
         redirector.stop()
 
@@ -202,20 +270,15 @@ def test_http_auth_styles_oauth_refresh_size_cap_and_timeout(
 
 
 @pytest.mark.django_db
-def test_postgres_kind_read_only_parameters_and_timeout(world, alice_client, loopback_allowed, settings):
+def test_postgres_kind_read_only_parameters_and_timeout(
+    world, alice_client, loopback_allowed, settings, tenant_postgres
+):
     db = settings.DATABASES["default"]
     response = _create(
         alice_client,
         "warehouse",
         "postgres",
-        {
-            "host": "127.0.0.1",
-            "port": int(db["PORT"] or 5432),
-            "database": db["NAME"],
-            "user": db["USER"],
-            "sslmode": "disable",
-            "statement_timeout_ms": 200,
-        },
+        {**tenant_postgres, "user": db["USER"], "statement_timeout_ms": 200},
         {"password": "unused-password"},
     )
     assert response.status_code == 201, response.json()
@@ -235,11 +298,50 @@ def test_postgres_kind_read_only_parameters_and_timeout(world, alice_client, loo
     assert raised.value.code == "db_timeout"
     injection = PostgresKind.query(resolved, "SELECT %s AS v", ["1; DROP TABLE tenants_tenant"])
     assert injection["rows"] == [{"v": "1; DROP TABLE tenants_tenant"}]
+    # One statement per call: "COMMIT; <write>" cannot leave the read-only transaction.
+    for sql in ("COMMIT; CREATE TABLE escaped (x int)", "SELECT 1; SELECT 2"):
+        with pytest.raises(ConnectorError) as raised:
+            PostgresKind.query(resolved, sql, [])
+        assert raised.value.code == "db_one_statement", sql
+    assert PostgresKind.query(resolved, "SELECT to_regclass('escaped') AS t", [])["rows"] == [{"t": None}]
+    # The role owns tables: the Test button says it can write although allow_writes is off.
+    tested = alice_client.post(f"/api/v1/connectors/{response.json()['id']}/test").json()
+    assert tested["ok"] is True
+    assert "can change data although allow_writes is off" in tested["warnings"][0]
+
+
+@pytest.mark.django_db
+def test_the_platforms_own_services_are_refused_whatever_is_allowed(
+    world, alice_client, loopback_allowed, settings, tenant_postgres
+):
+    """Regression: a postgres connector pointed at the platform's database host (127.0.0.0/8 allowed, as
+    self-hosters do) read every tenant's rows; and a superuser role was accepted."""
+    db = settings.DATABASES["default"]
+    platform_db = {**tenant_postgres, "port": int(db["PORT"] or 5432), "user": db["USER"]}
+    created = _create(alice_client, "platform-db", "postgres", platform_db, {})
+    failed = alice_client.post(f"/api/v1/connectors/{created.json()['id']}/test").json()
+    assert (failed["ok"], failed["code"]) == (False, "destination_blocked")
+    assert "the platform's own database" in failed["detail"]
+    for url in ("http://127.0.0.1:6379/", "http://localhost:6379/", "http://[::ffff:127.0.0.1]:6379/"):
+        with pytest.raises(ConnectorError) as raised:
+            guarded_request("GET", url, policy=network_policy(world.tenant_a.pk), timeout_s=2)
+        assert "the platform's own" in raised.value.message, url
+    # Cloud metadata stays refused even inside an allowed network.
+    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["0.0.0.0/0"]
+    NetworkAllowance.objects.create(tenant=world.tenant_a, cidr="169.254.0.0/16")
+    with pytest.raises(ConnectorError) as raised:
+        guarded_request("GET", "http://169.254.169.254/latest/", policy=network_policy(world.tenant_a.pk))
+    assert raised.value.code == "destination_blocked"
+    # A superuser role is refused on connect, and the Test button says why.
+    superuser = _create(alice_client, "as-postgres", "postgres", {**tenant_postgres, "user": "postgres"}, {})
+    refused = alice_client.post(f"/api/v1/connectors/{superuser.json()['id']}/test").json()
+    assert (refused["ok"], refused["code"]) == (False, "db_superuser_refused")
+    assert "superuser" in refused["detail"]
 
 
 @pytest.mark.django_db(transaction=True)
 def test_published_agent_uses_http_db_and_provider_connectors(
-    world, alice_client, celery_worker, llm, api_server, loopback_allowed, settings
+    world, alice_client, celery_worker, llm, api_server, loopback_allowed, settings, tenant_postgres
 ):
     db = settings.DATABASES["default"]
     assert (
@@ -249,19 +351,7 @@ def test_published_agent_uses_http_db_and_provider_connectors(
         == 201
     )
     assert (
-        _create(
-            alice_client,
-            "db",
-            "postgres",
-            {
-                "host": "127.0.0.1",
-                "port": int(db["PORT"] or 5432),
-                "database": db["NAME"],
-                "user": db["USER"],
-                "sslmode": "disable",
-            },
-            {},
-        ).status_code
+        _create(alice_client, "db", "postgres", {**tenant_postgres, "user": db["USER"]}, {}).status_code
         == 201
     )
     tenant_key = "sk-tenant-own-key-0123456789"
@@ -375,7 +465,7 @@ def test_admin_pages_show_no_secret_or_ciphertext(world, alice_client):
 
 
 @pytest.mark.django_db
-def test_provider_connector_allowed_models(world, llm):
+def test_provider_connector_allowed_models(world, llm, loopback_allowed):
     from agents.engine.types import LlmError, LlmRequest
     from agents.llm.gateway import llm_complete
     from connectors.kinds import KINDS

@@ -17,18 +17,16 @@ from tests.servers.llm import Reply
 from tests.servers.smtp_sink import SmtpSink
 
 SYSTEM = Actor.system("tests")
-MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "root"}
-
-
-@pytest.fixture
-def loopback_allowed(settings):
-    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["127.0.0.0/8"]
+MARIADB_ADMIN = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+# Connectors refuse administrative users: the tests connect as one that may read and insert in one database.
+MARIADB = {"host": "127.0.0.1", "port": 3306, "user": "falcon_conn"}
+MARIADB_PASSWORD = "conn-pw-0123456789"
 
 
 @pytest.fixture
 def mariadb():
     try:
-        admin = pymysql.connect(**MARIADB, autocommit=True)
+        admin = pymysql.connect(**MARIADB_ADMIN, autocommit=True)
     except pymysql.err.OperationalError:
         pytest.skip("no MySQL/MariaDB server on 127.0.0.1:3306 (.ci/services starts one where installed)")
     with admin.cursor() as cursor:
@@ -40,9 +38,13 @@ def mariadb():
         cursor.execute(
             "INSERT INTO falcon_conn_test.orders VALUES (1, 19.90, '2026-01-02'), (2, 5.00, '2026-01-03')"
         )
+        cursor.execute("DROP USER IF EXISTS 'falcon_conn'@'%'")
+        cursor.execute(f"CREATE USER 'falcon_conn'@'%' IDENTIFIED BY '{MARIADB_PASSWORD}'")
+        cursor.execute("GRANT SELECT, INSERT ON falcon_conn_test.* TO 'falcon_conn'@'%'")
     yield
     with admin.cursor() as cursor:
         cursor.execute("DROP DATABASE IF EXISTS falcon_conn_test")
+        cursor.execute("DROP USER IF EXISTS 'falcon_conn'@'%'")
     admin.close()
 
 
@@ -56,7 +58,7 @@ def _resolved(tenant, name: str, kind: str, config: dict, secrets: dict):
 @pytest.mark.django_db
 def test_mysql_kind(world, mariadb, loopback_allowed):
     config = {**MARIADB, "database": "falcon_conn_test", "statement_timeout_ms": 300}
-    connector = _resolved(world.tenant_a, "shop", "mysql", config, {})
+    connector = _resolved(world.tenant_a, "shop", "mysql", config, {"password": MARIADB_PASSWORD})
     mysql = KINDS["mysql"]
     result = mysql.query(connector, "SELECT id, total, at FROM orders WHERE total > %s ORDER BY id", [1])
     assert result["rows"] == [
@@ -72,9 +74,26 @@ def test_mysql_kind(world, mariadb, loopback_allowed):
     assert mysql.query(connector, "SELECT %s AS v", ["'; DROP TABLE orders; --"])["rows"] == [
         {"v": "'; DROP TABLE orders; --"}
     ]
-    writer = _resolved(world.tenant_a, "shop-rw", "mysql", {**config, "allow_writes": True}, {})
+    writer = _resolved(
+        world.tenant_a, "shop-rw", "mysql", {**config, "allow_writes": True}, {"password": MARIADB_PASSWORD}
+    )
     assert mysql.query(writer, "INSERT INTO orders VALUES (3, 1, '2026-01-04')", [])["row_count"] == 1
-    assert mysql.test(connector)["ok"] is True
+    tested = mysql.test(connector)
+    assert tested["ok"] is True
+    assert "can change data although allow_writes is off" in tested["warnings"][0]
+    assert "warnings" not in mysql.test(writer)
+    # One statement per call, refused before it reaches the server.
+    with pytest.raises(ConnectorError) as raised:
+        mysql.query(writer, "SELECT 1; INSERT INTO orders VALUES (4, 1, '2026-01-05')", [])
+    assert raised.value.code == "db_one_statement"
+    assert mysql.query(connector, "SELECT COUNT(*) AS n FROM orders", [])["rows"] == [{"n": 3}]
+    # An administrative user is refused on connect.
+    root = _resolved(
+        world.tenant_a, "shop-root", "mysql", {**MARIADB_ADMIN, "database": "falcon_conn_test"}, {}
+    )
+    with pytest.raises(ConnectorError) as raised:
+        mysql.query(root, "SELECT 1", [])
+    assert raised.value.code == "db_superuser_refused"
 
 
 @pytest.mark.django_db
