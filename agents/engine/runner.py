@@ -24,6 +24,7 @@ from agents.engine.graph import execution_order, scope_deps
 from agents.engine.spec import (
     AgentStep,
     BranchStep,
+    ConnectorTool,
     DbQueryStep,
     HttpStep,
     LlmStep,
@@ -34,6 +35,7 @@ from agents.engine.spec import (
     WaitStep,
     WorkflowSpec,
     provider_of,
+    tool_parameters,
 )
 from agents.engine.types import Hooks, LlmError, LlmRequest, LlmResult, RunCancelled, StepFailure, StepRecord
 
@@ -715,7 +717,7 @@ class Runner:
             description = tool.description or f"Runs the agent {tool.agent!r} with the given input."
         else:
             name = tool.name
-            parameters = {"type": "object", "additionalProperties": True}
+            parameters = tool_parameters(tool)
             description = tool.description or f"Calls the {tool.type} connector {tool.connector!r}."
         return {
             "type": "function",
@@ -746,7 +748,7 @@ class Runner:
                 result = self.hooks.run_agent(tool.agent, call.arguments, self.depth + 1)
             else:
                 result = self.hooks.call_connector(
-                    tool.type, tool.connector, {**tool.operation, **call.arguments}
+                    tool.type, tool.connector, _tool_operation(tool, call.arguments)
                 )
             record.output = result
             content = json.dumps(result, default=str)
@@ -758,6 +760,26 @@ class Runner:
         record.latency_ms = _ms(started)
         self._record(record)
         return {"role": "tool", "tool_call_id": call.id, "content": content}
+
+
+def _tool_operation(tool: ConnectorTool, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The author's operation with the model's arguments where the author allowed them; arguments the
+    tool does not declare, or that would replace a field the author fixed, are refused to the model."""
+    try:
+        jsonschema.validate(arguments, tool_parameters(tool))
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
+        raise StepFailure(
+            f"tool {tool.name!r}: {where}: {exc.message} (fill only the declared parameters)",
+            code="invalid_tool_arguments",
+        ) from exc
+    if tool.parameters is not None:
+        try:
+            operation = templates.render(tool.operation, {"args": arguments})
+        except templates.TemplateError as exc:
+            raise StepFailure(f"tool {tool.name!r}: {exc}", code="template_error") from exc
+        return dict(operation)
+    return {**arguments, **tool.operation}  # the declared parameters never include a fixed field
 
 
 def _structured(text: str, schema: dict[str, Any]) -> tuple[str | None, Any]:

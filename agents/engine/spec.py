@@ -72,11 +72,41 @@ class AgentTool(_Strict):
 
 
 class ConnectorTool(_Strict):
+    """A connector call the model may make. The author fixes the ``operation``; the model fills only
+    the ``parameters`` (a JSON Schema of an object): with them declared, the operation's templates
+    place ``args.<name>`` where the author wants them; without, each type has a default (``db_query``:
+    only ``params``; ``http``: ``query`` and ``json``; ``send``: the message fields the author left
+    open). A field the author fixed is never the model's to change."""
+
     type: Literal["http", "db_query", "send"]
     name: str = Field(pattern=STEP_ID_PATTERN)
     connector: str
     description: str = ""
     operation: dict[str, Any] = Field(default_factory=dict)
+    parameters: dict[str, Any] | None = Field(
+        None, description="JSON Schema (type object) of what the model fills; args.<name> in operation."
+    )
+
+
+SEND_FIELDS = ("to", "subject", "body", "text", "blocks")
+
+
+def tool_parameters(tool: ConnectorTool) -> dict[str, Any]:
+    """The JSON Schema of the arguments the model may give a connector tool: nothing else is accepted."""
+    if tool.parameters is not None:
+        return {**tool.parameters, "type": "object", "additionalProperties": False}
+    fixed = set(tool.operation)
+    if tool.type == "db_query":
+        properties: dict[str, Any] = {"params": {"type": ["array", "object"]}}
+    elif tool.type == "http":
+        properties = {
+            "query": {"type": "object", "additionalProperties": {"type": "string"}},
+            "json": {"description": "The JSON body."},
+        }
+    else:
+        properties = {name: {} for name in SEND_FIELDS}
+    properties = {name: schema for name, schema in properties.items() if name not in fixed}
+    return {"type": "object", "properties": properties, "additionalProperties": False}
 
 
 class AgentStep(_StepBase):

@@ -269,6 +269,8 @@ def _check_externals(step: Any, here: str, problems: list[Problem], checks: dict
                 problems.append(Problem(f"{here}.tools[{i}].agent", error, "unknown_agent"))
             if tool.type != "agent" and connector_check and (error := connector_check(tool.connector)):
                 problems.append(Problem(f"{here}.tools[{i}].connector", error, "unknown_connector"))
+            if tool.type != "agent" and tool.parameters is not None:
+                problems += _tool_parameter_problems(tool.parameters, f"{here}.tools[{i}].parameters")
 
 
 def workflow_validate(
@@ -344,3 +346,13 @@ def input_problems(schema: dict[str, Any], value: Any) -> list[Problem]:
         path = "input" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
         problems.append(Problem(path, error.message, "invalid_input"))
     return problems
+
+
+def _tool_parameter_problems(schema: dict[str, Any], path: str) -> list[Problem]:
+    if schema.get("type", "object") != "object":
+        return [Problem(path, "a tool's parameters are a JSON Schema of type object", "invalid_schema")]
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        return [Problem(path, f"not a valid JSON Schema: {exc.message}", "invalid_schema")]
+    return []

@@ -523,3 +523,93 @@ def test_a_failing_connector_call_fails_its_step_with_the_connectors_code_and_is
     ]
     assert attempts[0]["error"]["retryable"] is True
     assert attempts[0]["error"]["status_code"] == 503
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_model_fills_declared_parameters_never_the_operation(
+    world, alice_client, celery_worker, llm, api_server, loopback_allowed, settings, tenant_postgres
+):
+    """Regression: a db_query tool merged the model's arguments over the author's operation, so the model
+    replaced a fixed ``SELECT 1`` with its own SQL. Now fixed fields win, undeclared or fixed fields are
+    refused back to the model as a tool error, and declared parameters land where the author put them."""
+    db = settings.DATABASES["default"]
+    assert (
+        _create(alice_client, "db", "postgres", {**tenant_postgres, "user": db["USER"]}, {}).status_code
+        == 201
+    )
+    assert _create(alice_client, "api", "http", {"base_url": api_server.base}, {}).status_code == 201
+    definition = {
+        "steps": [
+            {
+                "id": "work",
+                "type": "agent",
+                "model": "openai/gpt-4o-mini",
+                "prompt": "Look things up.",
+                "max_iterations": 5,
+                "tools": [
+                    {
+                        "type": "db_query",
+                        "name": "add_one",
+                        "connector": "db",
+                        "operation": {"sql": "SELECT %s::int + 1 AS n"},
+                    },
+                    {
+                        "type": "http",
+                        "name": "company",
+                        "connector": "api",
+                        "operation": {
+                            "method": "GET",
+                            "path": "/companies/{{ args.domain }}",
+                            "query": {"fields": "name"},
+                        },
+                        "parameters": {
+                            "properties": {"domain": {"type": "string", "pattern": "^[a-z.]+$"}},
+                            "required": ["domain"],
+                        },
+                    },
+                ],
+            }
+        ]
+    }
+    agent_id = create_agent(alice_client, definition, name="tool-user")
+    llm.enqueue(
+        Reply(tool_calls=[("add_one", {"sql": "SELECT count(*) FROM tenants_tenant", "params": [1]})]),
+        Reply(
+            tool_calls=[
+                ("add_one", {"params": [41]}),
+                ("company", {"domain": "acme.example", "method": "DELETE"}),
+            ]
+        ),
+        Reply(tool_calls=[("company", {"domain": "acme.example"})]),
+        Reply(text="done"),
+    )
+    run = run_now(alice_client, agent_id, {})
+    assert run["status"] == "succeeded", run
+    calls = steps_of(run, "tool_call")
+    refused = [c for c in calls if c["status"] == "failed"]
+    assert [c["error"]["code"] for c in refused] == ["invalid_tool_arguments", "invalid_tool_arguments"]
+    assert "sql" in refused[0]["error"]["message"]
+    assert "method" in refused[1]["error"]["message"]
+    succeeded = [c for c in calls if c["status"] == "succeeded"]
+    assert succeeded[0]["output"]["rows"] == [{"n": 42}]  # the author's SQL with the model's parameter
+    assert [r["method"] for r in api_server.received] == ["GET"]
+    assert api_server.received[0]["path"] == "/companies/acme.example"
+    assert api_server.received[0]["query"] == {"fields": "name"}
+    # The model was told which parameters exist, and only those.
+    offered = {t["function"]["name"]: t["function"]["parameters"] for t in llm.received[0].body["tools"]}
+    assert offered["add_one"]["properties"] == {"params": {"type": ["array", "object"]}}
+    assert offered["company"]["additionalProperties"] is False
+
+
+@pytest.mark.django_db
+def test_a_tools_parameters_must_be_an_object_schema(world, alice_client, api_server, loopback_allowed):
+    assert _create(alice_client, "api", "http", {"base_url": api_server.base}, {}).status_code == 201
+    tool = {"type": "http", "name": "t", "connector": "api", "parameters": {"type": "array"}}
+    definition = {
+        "steps": [{"id": "a", "type": "agent", "model": "sandbox/echo", "prompt": "x", "tools": [tool]}]
+    }
+    response = alice_client.post(
+        "/api/v1/agents/", {"name": "bad-tool", "definition": definition}, format="json"
+    )
+    assert response.status_code == 400
+    assert "definition.steps[0].tools[0].parameters" in response.json()["error"]["fields"]
