@@ -144,9 +144,8 @@ class Runner:
                 try:
                     output = templates.render(self.spec.output, context)
                 except templates.TemplateError as exc:
-                    return RunOutcome(
-                        "failed", error={"code": "output_template", "message": str(exc), "step": ""}
-                    )
+                    code = "output_template" if exc.code == "template_error" else exc.code
+                    return RunOutcome("failed", error={"code": code, "message": str(exc), "step": ""})
             return RunOutcome("succeeded", output=output)
         except Suspended as suspended:
             return RunOutcome(
@@ -221,7 +220,7 @@ class Runner:
             except templates.TemplateError as exc:
                 raise StepFailed(
                     scope.prefix + step.id,
-                    StepFailure(f"'when' could not be evaluated: {exc}", code="template_error"),
+                    StepFailure(f"'when' could not be evaluated: {exc}", code=exc.code),
                 ) from exc
         return None
 
@@ -325,7 +324,7 @@ class Runner:
                 operation = {"sql": step.sql, "params": templates.render(step.params, context)}
                 return operation, self.hooks.call_connector("db_query", step.connector, operation)
         except templates.TemplateError as exc:
-            raise StepFailure(f"template error: {exc}", code="template_error") from exc
+            raise StepFailure(f"template error: {exc}", code=exc.code) from exc
         except JMESPathError as exc:
             raise StepFailure(f"JMESPath error: {exc}", code="jmespath_error") from exc
         raise StepFailure(f"step type {step.type!r} cannot run here", code="unsupported_step")
@@ -355,7 +354,7 @@ class Runner:
             try:
                 prompt = str(templates.render(step.prompt, scope.context))
             except templates.TemplateError as exc:
-                raise StepFailed(key, StepFailure(f"template error: {exc}", code="template_error")) from exc
+                raise StepFailed(key, StepFailure(f"template error: {exc}", code=exc.code)) from exc
         resume_at = now() + timedelta(seconds=step.duration_s) if step.duration_s else None
         self._record(
             StepRecord(
@@ -379,7 +378,7 @@ class Runner:
             items = templates.evaluate(step.items, scope.context)
         except templates.TemplateError as exc:
             raise StepFailed(
-                key, StepFailure(f"'items' could not be evaluated: {exc}", code="template_error")
+                key, StepFailure(f"'items' could not be evaluated: {exc}", code=exc.code)
             ) from exc
         if not isinstance(items, list):
             raise StepFailed(
@@ -417,7 +416,7 @@ class Runner:
                     results.append(None)
         if first_error is not None:
             if isinstance(first_error, templates.TemplateError):
-                raise StepFailed(key, StepFailure(f"map output: {first_error}", code="template_error"))
+                raise StepFailed(key, StepFailure(f"map output: {first_error}", code=first_error.code))
             raise first_error
         self._record(
             StepRecord(
@@ -465,7 +464,7 @@ class Runner:
         try:
             variables = templates.render(ref.variables, scope.context) if ref.variables else {}
         except templates.TemplateError as exc:
-            raise StepFailure(f"template error in prompt variables: {exc}", code="template_error") from exc
+            raise StepFailure(f"template error in prompt variables: {exc}", code=exc.code) from exc
         missing = [v for v in resolved.input_variables if v not in variables and v not in scope.context]
         if missing:
             raise StepFailure(
@@ -477,12 +476,12 @@ class Runner:
             system = templates.render(resolved.system, context) if resolved.system else None
             prompt = templates.render(resolved.template, context)
         except templates.TemplateError as exc:
-            raise StepFailure(f"template error in prompt {ref.name!r}: {exc}", code="template_error") from exc
+            raise StepFailure(f"template error in prompt {ref.name!r}: {exc}", code=exc.code) from exc
         if step.system:
             try:
                 own = templates.render(step.system, scope.context)
             except templates.TemplateError as exc:
-                raise StepFailure(f"template error: {exc}", code="template_error") from exc
+                raise StepFailure(f"template error: {exc}", code=exc.code) from exc
             system = f"{own}\n\n{system}" if system else own
         self._prompt_parameters[step.id] = resolved.parameters
         return str(prompt), system, resolved.parameters
@@ -495,7 +494,7 @@ class Runner:
                 system = templates.render(step.system, scope.context) if step.system else None
                 prompt = templates.render(step.prompt, scope.context)
             except templates.TemplateError as exc:
-                raise StepFailure(f"template error: {exc}", code="template_error") from exc
+                raise StepFailure(f"template error: {exc}", code=exc.code) from exc
         messages = []
         if isinstance(step, LlmStep) and step.json_schema is not None:
             instruction = (
@@ -777,7 +776,7 @@ def _tool_operation(tool: ConnectorTool, arguments: dict[str, Any]) -> dict[str,
         try:
             operation = templates.render(tool.operation, {"args": arguments})
         except templates.TemplateError as exc:
-            raise StepFailure(f"tool {tool.name!r}: {exc}", code="template_error") from exc
+            raise StepFailure(f"tool {tool.name!r}: {exc}", code=exc.code) from exc
         return dict(operation)
     return {**arguments, **tool.operation}  # the declared parameters never include a fixed field
 

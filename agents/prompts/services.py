@@ -331,7 +331,7 @@ def prompt_render(*, version: PromptVersion, variables: dict[str, Any]) -> dict[
             "prompt": str(templates.render(version.template, variables)),
         }
     except templates.TemplateError as exc:
-        raise InvalidInput(f"The template failed: {exc}", code="template_error", field="variables") from exc
+        raise InvalidInput(f"The template failed: {exc}", code=exc.code, field="variables") from exc
     return rendered
 
 

@@ -481,7 +481,8 @@ def trigger_fire(
     try:
         run_input = templates.render(trigger.input_mapping, {"event": event})
     except templates.TemplateError as exc:
-        return refuse("input_mapping_failed", f"the input mapping failed: {exc}")
+        code = "input_mapping_failed" if exc.code == "template_error" else exc.code
+        return refuse(code, f"the input mapping failed: {exc}")
     try:
         run, _ = run_start(
             agent=agent,
