@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import calendar
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -23,9 +23,10 @@ from django.utils import timezone
 from billing.alerts import usage_alert_record
 from billing.errors import PlanLimitReached, QuotaExceeded, json_value
 from billing.models import AgentSpendCap, Subscription, UsageCounter
-from billing.plans import METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
+from billing.plans import FREE, METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
 from billing.registry import object_count
 from tenants.models import Tenant, tenant_lock
+from tenants.selectors import tenant_founder
 
 logger = logging.getLogger(__name__)
 
@@ -212,12 +213,23 @@ def quota_consume(
     return used
 
 
+@dataclass(frozen=True)
+class Hold:
+    """Units held on one counter: the tenant's own, or (Free platform credit) the founder's anchor."""
+
+    tenant_id: Any
+    metric: str
+    scope: str
+    units: int
+    limit: int | None
+
+
 @dataclass
 class Reservation:
     """Units held on counters before an LLM call; ``quota_settle`` replaces them with the real figures."""
 
     ent: Entitlement
-    held: list[tuple[str, str, int, int | None]]  # (metric, scope, units, limit units)
+    held: list[Hold]
     settled: bool = False
 
 
@@ -236,22 +248,47 @@ def quota_reserve(
     """
     ent = entitlement(tenant)
     cost = usd_to_micro(cost_usd)
-    wanted: list[tuple[str, str, int, int | None]] = [
-        (Metric.LLM_TOKENS.value, "", tokens, _units(Metric.LLM_TOKENS, ent.limit(Metric.LLM_TOKENS)))
+    tenant_id = ent.tenant_id
+    wanted = [
+        Hold(
+            tenant_id, Metric.LLM_TOKENS, "", tokens, _units(Metric.LLM_TOKENS, ent.limit(Metric.LLM_TOKENS))
+        )
     ]
     if platform:
-        limit = _units(Metric.LLM_SPEND_USD, ent.limit(Metric.LLM_SPEND_USD))
-        wanted.append((Metric.LLM_SPEND_USD.value, "", cost, limit))
-    wanted.append((Metric.LLM_COST_USD.value, "", cost, _units(Metric.LLM_COST_USD, ent.spend_cap_usd)))
+        wanted.append(_platform_credit_hold(ent, cost))
+    wanted.append(
+        Hold(tenant_id, Metric.LLM_COST_USD, "", cost, _units(Metric.LLM_COST_USD, ent.spend_cap_usd))
+    )
     if agent_id is not None:
         cap = AgentSpendCap.objects.filter(agent_id=agent_id).values_list("monthly_usd", flat=True).first()
         wanted.append(
-            (Metric.LLM_COST_USD.value, f"agent:{agent_id}", cost, _units(Metric.LLM_COST_USD, cap))
+            Hold(tenant_id, Metric.LLM_COST_USD, f"agent:{agent_id}", cost, _units(Metric.LLM_COST_USD, cap))
         )
     with transaction.atomic():
-        for metric, scope, units, limit in wanted:
-            _consume_units(ent, metric, units, limit, scope)
+        for hold in wanted:
+            _consume_units(
+                replace(ent, tenant_id=hold.tenant_id), hold.metric, hold.units, hold.limit, hold.scope
+            )
     return Reservation(ent, wanted)
+
+
+def _platform_credit_hold(ent: Entitlement, cost: int) -> Hold:
+    """Spend on Falcon's own provider keys. On Free the credit belongs to a person, not a tenant: it
+    needs the founder's verified e-mail, and every Free tenant they own draws on one counter (kept on
+    their first tenant), so new tenants mint no new credit."""
+    limit = _units(Metric.LLM_SPEND_USD, ent.limit(Metric.LLM_SPEND_USD))
+    if ent.plan.code != FREE.code:
+        return Hold(ent.tenant_id, Metric.LLM_SPEND_USD, "", cost, limit)
+    founder = tenant_founder(ent.tenant_id)
+    if founder is None or not founder.email_verified:
+        raise QuotaExceeded(
+            Metric.LLM_SPEND_USD.value,
+            Decimal(0),
+            Decimal(0),
+            message="On the Free plan Falcon's built-in models need the owner's verified e-mail address; "
+            "verify it, or add your own provider key as a connector.",
+        )
+    return Hold(founder.anchor_tenant_id, Metric.LLM_SPEND_USD, f"user:{founder.user_id}", cost, limit)
 
 
 def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | float) -> None:
@@ -263,14 +300,16 @@ def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | f
     cost = usd_to_micro(cost_usd)
     ent = reservation.ent
     with transaction.atomic():
-        for metric, scope, held, limit in reservation.held:
-            actual = tokens if metric == Metric.LLM_TOKENS.value else cost
-            delta = actual - held
+        for hold in reservation.held:
+            actual = tokens if hold.metric == Metric.LLM_TOKENS.value else cost
+            delta = actual - hold.units
             if delta == 0 and actual == 0:
                 continue
-            result = _add(ent.tenant_id, metric, scope, ent.period_start, delta, None)
+            result = _add(hold.tenant_id, hold.metric, hold.scope, ent.period_start, delta, None)
             if result is not None and delta > 0:
-                _alert_check(ent, metric, scope, *result, limit)
+                _alert_check(
+                    replace(ent, tenant_id=hold.tenant_id), hold.metric, hold.scope, *result, hold.limit
+                )
 
 
 def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
@@ -281,6 +320,19 @@ def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:
             tenant_id=ent.tenant_id, period_start=ent.period_start, scope=""
         ).values_list("metric", "used")
     )
+    founder = tenant_founder(ent.tenant_id) if ent.plan.code == FREE.code else None
+    if founder is not None:  # Free platform credit is the founder's, shared by their Free tenants
+        used[Metric.LLM_SPEND_USD.value] = (
+            UsageCounter.objects.filter(
+                tenant_id=founder.anchor_tenant_id,
+                metric=Metric.LLM_SPEND_USD,
+                scope=f"user:{founder.user_id}",
+                period_start=ent.period_start,
+            )
+            .values_list("used", flat=True)
+            .first()
+            or 0
+        )
     metrics: dict[str, Any] = {}
     for metric in (*METERED, Metric.LLM_COST_USD):
         limit = ent.limit(metric)

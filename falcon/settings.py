@@ -252,7 +252,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["falcon.parsers.BoundedJSONParser"],
     "DEFAULT_PAGINATION_CLASS": "falcon.api.FalconCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "falcon.api.exception_handler",
@@ -385,6 +385,8 @@ FALCON_PLATFORM_ADDRESSES = env_list("FALCON_PLATFORM_ADDRESSES", [])
 
 # --- Tenancy --------------------------------------------------------------------------------------------
 FALCON_INVITATION_TTL_DAYS = env_int("FALCON_INVITATION_TTL_DAYS", 7, minimum=1)
+# Organizations one person may create for themselves (sign-up's personal one included).
+FALCON_MAX_TENANTS_PER_USER = env_int("FALCON_MAX_TENANTS_PER_USER", 5, minimum=1)
 FALCON_API_KEY_ENVIRONMENT = "live"
 
 # --- Logging --------------------------------------------------------------------------------------------

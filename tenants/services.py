@@ -18,7 +18,7 @@ from django.utils import timezone
 from falcon.errors import Conflict, Forbidden, Gone, InvalidInput, NotFound
 from tenants import limits
 from tenants.audit import Actor, audit_record
-from tenants.models import SLUG_VALIDATOR, ApiKey, Invitation, Membership, Tenant, User
+from tenants.models import SLUG_VALIDATOR, ApiKey, AuditEvent, Invitation, Membership, Tenant, User
 from tenants.permissions import Action, Role, Scope, role_allows, role_may_grant_scopes
 from tenants.tokens import (
     api_key_display_prefix,
@@ -44,8 +44,17 @@ def _slug_validate(slug: str) -> None:
 
 @transaction.atomic
 def tenant_create(*, slug: str, name: str, owner: User, actor: Actor) -> Tenant:
-    """A new tenant with ``owner`` as its first owner."""
+    """A new tenant with ``owner`` as its first owner. People creating tenants for themselves may own at
+    most ``FALCON_MAX_TENANTS_PER_USER`` (operators creating them for someone are not limited)."""
     _slug_validate(slug)
+    if actor.type == AuditEvent.ActorType.USER and str(actor.id) == str(owner.pk):
+        owned = Membership.objects.filter(user=owner, role=Role.OWNER).count()
+        if owned >= settings.FALCON_MAX_TENANTS_PER_USER:
+            raise Forbidden(
+                f"You own {owned} organizations, the most one person may create here; delete one or ask "
+                "an operator.",
+                code="tenant_limit",
+            )
     if Tenant.objects.filter(slug=slug).exists():
         raise Conflict(f"The slug {slug!r} is taken.", code="slug_taken", field="slug")
     try:

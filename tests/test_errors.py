@@ -121,3 +121,33 @@ def test_rate_limit_is_429_per_key_in_the_same_shape(world, make_key, settings):
     assert int(response["Retry-After"]) > 0
     # Another key has its own budget.
     assert key_client(other).get("/api/v1/tenant").status_code == 200
+
+
+def test_deeply_nested_json_is_a_400_everywhere(world, alice_client, client):
+    """Regression: a body of 100,000 '[' raised RecursionError in the parser (a 500)."""
+    deep = "[" * 100_000 + "]" * 100_000
+    for body in (deep, '{"name": ' + "[" * 70 + "]" * 70 + "}"):
+        response = alice_client.generic("POST", "/api/v1/api-keys/", body, content_type="application/json")
+        assert response.status_code == 400, response.content[:200]
+        error = _error(response)
+        assert error["code"] == "malformed_body"
+        assert "nested" in error["message"]
+    hook = alice_client.post(
+        "/api/v1/agents/",
+        {"name": "a", "definition": {"steps": [{"id": "s", "type": "transform", "value": 1}]}},
+        format="json",
+    ).json()
+    alice_client.post(f"/api/v1/agents/{hook['id']}/versions/1/publish")
+    trigger = alice_client.post(
+        "/api/v1/triggers/",
+        {
+            "name": "open",
+            "agent": hook["id"],
+            "kind": "webhook",
+            "config": {"auth": "none", "allow_unsigned": True},
+        },
+        format="json",
+    ).json()
+    response = client.generic("POST", f"/hooks/{trigger['public_id']}", deep, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "malformed_body"

@@ -42,7 +42,10 @@ from agents.engine.types import Hooks, LlmError, LlmRequest, LlmResult, RunCance
 DEFAULT_STEP_TIMEOUT_S = 120.0
 SIDE_EFFECT_RETRY = RetryPolicy(max_attempts=3, backoff_s=1.0, max_backoff_s=30.0)
 PURE_RETRY = RetryPolicy(max_attempts=1, backoff_s=0, max_backoff_s=0)
-MAX_AGENT_DEPTH = 3
+# Bounds on fan-out, so one run cannot occupy a worker's threads or a provider's rate limit alone.
+MAX_AGENT_DEPTH = 3  # agents calling agents
+MAX_MAP_ITEMS = 1000  # items one map step fans out over
+MAX_TOOL_CALLS_PER_ITERATION = 16  # tool calls the model may ask for in one answer
 
 
 def now() -> datetime:
@@ -97,7 +100,10 @@ def backoff_delay(policy: RetryPolicy, attempt: int) -> float:
 def _json_from_text(text: str) -> Any:
     stripped = text.strip()
     fenced = re.match(r"^```(?:json)?\s*(.*?)\s*```$", stripped, re.DOTALL)
-    return json.loads(fenced.group(1) if fenced else stripped)
+    try:
+        return json.loads(fenced.group(1) if fenced else stripped)
+    except RecursionError as exc:  # a model's answer nested past the interpreter's limit
+        raise ValueError("the JSON is nested too deeply") from exc
 
 
 class Runner:
@@ -318,10 +324,15 @@ class Runner:
                     "headers": templates.render(step.headers, context),
                     "json": templates.render(step.json_body, context),
                     "body": templates.render(step.body, context),
+                    "timeout_s": self._timeout(step),  # never beyond the step's or run's deadline
                 }
                 return operation, self.hooks.call_connector("http", step.connector, operation)
             if isinstance(step, DbQueryStep):
-                operation = {"sql": step.sql, "params": templates.render(step.params, context)}
+                operation = {
+                    "sql": step.sql,
+                    "params": templates.render(step.params, context),
+                    "timeout_s": self._timeout(step),
+                }
                 return operation, self.hooks.call_connector("db_query", step.connector, operation)
         except templates.TemplateError as exc:
             raise StepFailure(f"template error: {exc}", code=exc.code) from exc
@@ -385,6 +396,14 @@ class Runner:
                 key,
                 StepFailure(
                     f"'items' must give a list, got {type(items).__name__}", code="map_items_not_a_list"
+                ),
+            )
+        if len(items) > MAX_MAP_ITEMS:
+            raise StepFailed(
+                key,
+                StepFailure(
+                    f"a map step runs over at most {MAX_MAP_ITEMS} items; 'items' gave {len(items)}",
+                    code="map_too_many_items",
                 ),
             )
 
@@ -702,6 +721,13 @@ class Runner:
                     ],
                 }
             )
+            if len(result.tool_calls) > MAX_TOOL_CALLS_PER_ITERATION:
+                failure = StepFailure(
+                    f"the model asked for {len(result.tool_calls)} tool calls in one answer; at most "
+                    f"{MAX_TOOL_CALLS_PER_ITERATION} are allowed",
+                    code="too_many_tool_calls",
+                )
+                raise StepFailed(key, failure)
             for call in result.tool_calls:
                 messages.append(self._tool_call(step, key, attempt, iteration, call, by_name))
         failure = StepFailure(
@@ -746,9 +772,8 @@ class Runner:
                     raise StepFailure("agents may call agents at most 3 levels deep", code="agent_depth")
                 result = self.hooks.run_agent(tool.agent, call.arguments, self.depth + 1)
             else:
-                result = self.hooks.call_connector(
-                    tool.type, tool.connector, _tool_operation(tool, call.arguments)
-                )
+                operation = {**_tool_operation(tool, call.arguments), "timeout_s": self._timeout(step)}
+                result = self.hooks.call_connector(tool.type, tool.connector, operation)
             record.output = result
             content = json.dumps(result, default=str)
         except StepFailure as failure:

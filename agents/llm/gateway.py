@@ -24,6 +24,7 @@ from billing.errors import QuotaExceeded
 from billing.quotas import Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
+from falcon import jsonlimits
 
 logger = logging.getLogger(__name__)
 _import_lock = threading.Lock()
@@ -238,7 +239,7 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
     tool_calls: list[ToolCall] = []
     for call in getattr(message, "tool_calls", None) or []:
         try:
-            arguments = json.loads(call.function.arguments or "{}")
+            arguments = jsonlimits.loads(call.function.arguments or "{}")
         except ValueError:
             arguments = {"_raw": call.function.arguments}
         tool_calls.append(

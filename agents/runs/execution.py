@@ -12,10 +12,11 @@ import logging
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -121,6 +122,18 @@ def run_claim(run_id: Any) -> Run | None:
     if not claimed:
         return None
     return Run.objects.select_related("version", "agent", "tenant").get(pk=run_id)
+
+
+def _settle_when_done(reservation: Any, future: Future[LlmResult]) -> None:
+    """Settles an LLM call the run stopped waiting for (cancelled, timed out) with what the provider
+    really reported, once it answers: the tokens were spent even though the run dropped the answer."""
+    try:
+        result = None if future.cancelled() or future.exception() is not None else future.result()
+        llm.llm_budget_settle(reservation, result)
+    except Exception:
+        logger.exception("Could not settle an abandoned LLM call")
+    finally:
+        connection.close()
 
 
 def _llm_call(request: LlmRequest, credentials: dict[str, Any] | None) -> LlmResult:
@@ -260,26 +273,33 @@ class DatabaseHooks:
             agent_id=self.run.agent_id,
             own_credentials=credentials is not None,
         )
-        result: LlmResult | None = None
-        try:
-            result = self._llm_wait(request, credentials)
-            return result
-        finally:
-            llm.llm_budget_settle(reservation, result)
-
-    def _llm_wait(self, request: LlmRequest, credentials: dict[str, Any] | None) -> LlmResult:
         # Release the database connection for the seconds the provider takes (see the module docstring).
         if not connection.in_atomic_block:
             connection.close()
         future = _llm_pool.submit(_llm_call, request, credentials)
+        try:
+            result = self._llm_wait(request, future)
+        except (RunCancelled, StepFailure):
+            if future.cancel():  # never started: nothing was spent
+                llm.llm_budget_settle(reservation, None)
+            else:
+                # Still in flight (or just done): the provider's own figures settle it when they come.
+                future.add_done_callback(partial(_settle_when_done, reservation))
+            raise
+        except BaseException:
+            llm.llm_budget_settle(reservation, None)
+            raise
+        llm.llm_budget_settle(reservation, result)
+        return result
+
+    def _llm_wait(self, request: LlmRequest, future: Future[LlmResult]) -> LlmResult:
         deadline = time.monotonic() + request.timeout_s + 5
         while True:
             try:
                 return future.result(timeout=0.25)
             except FutureTimeout:
                 if self.cancelled():
-                    future.cancel()  # the HTTP call may finish in the background; its answer is dropped
-                    raise RunCancelled() from None
+                    raise RunCancelled() from None  # the answer is dropped; its usage is still settled
                 if time.monotonic() > deadline:
                     raise StepFailure(
                         "the model did not answer in time", code="llm_timeout", retryable=True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 from urllib.parse import parse_qs
@@ -19,7 +18,7 @@ from agents.triggers import services as trigger_services
 from agents.triggers.inbound_email import email_receive
 from agents.triggers.models import Trigger, TriggerEvent
 from billing.errors import QuotaExceeded
-from falcon import signing
+from falcon import jsonlimits, signing
 from falcon.errors import error_response, json_error
 
 HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
@@ -30,7 +29,7 @@ def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
     raw = request.body
     if content_type == "application/json":
         try:
-            return json.loads(raw or b"null"), None
+            return jsonlimits.loads(raw or b"null"), None
         except ValueError:
             return None, json_error(400, "malformed_body", "The body is not valid JSON.")
     if content_type == "application/x-www-form-urlencoded":

@@ -15,10 +15,13 @@ import httpx
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.base import Field, Kind, Resolved
 from connectors.netguard import NetPolicy
+from falcon import jsonlimits
 
 MAX_REDIRECTS = 5
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_MAX_BYTES = 5 * 1024 * 1024
+MAX_TIMEOUT_S = 120.0  # upper bounds a connector's configuration may not pass
+MAX_RESPONSE_BYTES = 20 * 1024 * 1024
 _token_cache: dict[tuple[str, str], tuple[str, float]] = {}
 _token_lock = threading.Lock()
 
@@ -145,10 +148,15 @@ class HttpKind(Kind):
 
     @classmethod
     def extra_problems(cls, config: dict[str, Any], secrets: dict[str, str]) -> dict[str, list[str]]:
+        problems: dict[str, list[str]] = {}
         base = str(config.get("base_url", ""))
         if base and not base.startswith(("http://", "https://")):
-            return {"config.base_url": ["Must start with http:// or https://."]}
-        return {}
+            problems["config.base_url"] = ["Must start with http:// or https://."]
+        for name, ceiling in (("timeout_s", MAX_TIMEOUT_S), ("max_response_bytes", MAX_RESPONSE_BYTES)):
+            value = config.get(name)
+            if isinstance(value, int) and not 1 <= value <= ceiling:
+                problems[f"config.{name}"] = [f"Must be between 1 and {ceiling:g}."]
+        return problems
 
     @classmethod
     def _auth(cls, connector: Resolved) -> tuple[dict[str, str], dict[str, str]]:
@@ -216,8 +224,13 @@ class HttpKind(Kind):
         elif operation.get("body") is not None:  # a raw body (form, XML, text) with the caller's Content-Type
             content = str(operation["body"]).encode()
         method = str(operation.get("method") or "GET").upper()
-        timeout = float(config.get("timeout_s") or DEFAULT_TIMEOUT_S)
-        max_bytes = int(config.get("max_response_bytes") or DEFAULT_MAX_BYTES)
+        # The connector's own limits, within the platform's, and never past the step's deadline.
+        timeout = min(
+            float(config.get("timeout_s") or DEFAULT_TIMEOUT_S),
+            MAX_TIMEOUT_S,
+            float(operation.get("timeout_s") or MAX_TIMEOUT_S),
+        )
+        max_bytes = min(int(config.get("max_response_bytes") or DEFAULT_MAX_BYTES), MAX_RESPONSE_BYTES)
         secret_headers = frozenset(auth_headers)
         secret_params = frozenset(auth_query)
         status, response_headers, raw = guarded_request(
@@ -249,7 +262,7 @@ class HttpKind(Kind):
         parsed: Any = raw.decode("utf-8", errors="replace")
         if "json" in response_headers.get("content-type", ""):
             with contextlib.suppress(ValueError):
-                parsed = json.loads(raw)
+                parsed = jsonlimits.loads(raw)
         if status == 429 or status >= 500:
             raise ConnectorError(
                 f"the API answered {status}", code=f"http_{status}", retryable=True, status_code=status

@@ -92,7 +92,9 @@ class MySqlKind(Kind):
         return bounds_problems(config)
 
     @classmethod
-    def query(cls, connector: Resolved, sql: str, params: Any) -> dict[str, Any]:
+    def query(
+        cls, connector: Resolved, sql: str, params: Any, operation_timeout_s: float | None = None
+    ) -> dict[str, Any]:
         if not isinstance(params, list | dict):
             raise ConnectorError("params must be a list or an object", code="invalid_params")
         if statement_count(sql, dialect="mysql") != 1:
@@ -100,6 +102,8 @@ class MySqlKind(Kind):
         config = connector.config
         max_rows = min(int(config.get("max_rows") or 1000), MAX_ROWS)
         timeout_s = min(int(config.get("statement_timeout_ms") or 10_000), MAX_STATEMENT_TIMEOUT_MS) / 1000
+        if operation_timeout_s:  # never past the step's deadline
+            timeout_s = min(timeout_s, max(0.001, float(operation_timeout_s)))
         started = time.monotonic()
         conn = cls._connect(connector)
         try:
@@ -151,4 +155,9 @@ class MySqlKind(Kind):
     def call(cls, connector: Resolved, step_type: str, operation: dict[str, Any]) -> Any:
         if step_type != "db_query":
             return super().call(connector, step_type, operation)
-        return cls.query(connector, str(operation.get("sql", "")), operation.get("params") or [])
+        return cls.query(
+            connector,
+            str(operation.get("sql", "")),
+            operation.get("params") or [],
+            operation_timeout_s=operation.get("timeout_s"),
+        )

@@ -77,7 +77,9 @@ class PostgresKind(Kind):
         return conn
 
     @classmethod
-    def query(cls, connector: Resolved, sql: str, params: Any) -> dict[str, Any]:
+    def query(
+        cls, connector: Resolved, sql: str, params: Any, operation_timeout_s: float | None = None
+    ) -> dict[str, Any]:
         if not isinstance(params, list | dict):
             raise ConnectorError("params must be a list or an object", code="invalid_params")
         if statement_count(sql, dialect="postgres") != 1:
@@ -85,6 +87,8 @@ class PostgresKind(Kind):
         config = connector.config
         max_rows = min(int(config.get("max_rows") or 1000), MAX_ROWS)
         timeout_ms = min(int(config.get("statement_timeout_ms") or 10_000), MAX_STATEMENT_TIMEOUT_MS)
+        if operation_timeout_s:  # never past the step's deadline
+            timeout_ms = min(timeout_ms, max(1, int(operation_timeout_s * 1000)))
         started = time.monotonic()
         with cls._connect(connector) as conn:
             try:
@@ -128,4 +132,9 @@ class PostgresKind(Kind):
     def call(cls, connector: Resolved, step_type: str, operation: dict[str, Any]) -> Any:
         if step_type != "db_query":
             return super().call(connector, step_type, operation)
-        return cls.query(connector, str(operation.get("sql", "")), operation.get("params") or [])
+        return cls.query(
+            connector,
+            str(operation.get("sql", "")),
+            operation.get("params") or [],
+            operation_timeout_s=operation.get("timeout_s"),
+        )

@@ -300,3 +300,49 @@ def test_validation_catches_ordering_and_placement_problems():
     assert [(p.code, p.path) for p in problems] == [
         ("branch_target_before_branch", "steps[1].cases[0].steps[0]")
     ]
+
+
+def test_fan_out_is_bounded_per_map_step_and_per_model_answer():
+    from agents.engine.runner import MAX_MAP_ITEMS, MAX_TOOL_CALLS_PER_ITERATION
+
+    wide = {
+        "steps": [
+            {
+                "id": "each",
+                "type": "map",
+                "items": "{{ input.things }}",
+                "steps": [{"id": "t", "type": "transform", "value": "{{ item }}"}],
+            }
+        ]
+    }
+    outcome = run(wide, FakeHooks(), input={"things": list(range(MAX_MAP_ITEMS + 1))})
+    assert (outcome.status, outcome.error["code"]) == ("failed", "map_too_many_items")
+    assert str(MAX_MAP_ITEMS) in outcome.error["message"]
+    assert run(wide, FakeHooks(), input={"things": [1, 2]}).status == "succeeded"
+
+    calls = [
+        ToolCall(id=str(i), name="helper", arguments={}) for i in range(MAX_TOOL_CALLS_PER_ITERATION + 1)
+    ]
+    hooks = FakeHooks(llm_replies=[text("", tool_calls=calls)])
+    agent = {
+        "steps": [
+            {
+                "id": "ag",
+                "type": "agent",
+                "model": "sandbox/x",
+                "prompt": "go",
+                "tools": [{"type": "agent", "agent": "helper"}],
+            }
+        ]
+    }
+    outcome = run(agent, hooks)
+    assert (outcome.status, outcome.error["code"]) == ("failed", "too_many_tool_calls")
+    assert [r.kind for r in hooks.records].count("tool_call") == 0  # refused before any of them ran
+
+
+def test_connector_calls_never_outlive_the_step_deadline():
+    hooks = FakeHooks()
+    hooks.connector_replies = [{"status": 200}]
+    step = {"id": "h", "type": "http", "connector": "api", "timeout_s": 7}
+    assert run({"steps": [step]}, hooks).status == "succeeded"
+    assert hooks.records[-1].input["timeout_s"] == 7

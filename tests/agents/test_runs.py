@@ -11,6 +11,7 @@ import pytest
 
 from agents.models import Run, StepRun
 from agents.runs.services import runs_resume_due
+from billing.models import UsageCounter
 from tenants.models import AuditEvent
 from tests.agents.helpers import SANDBOX_ECHO, create_agent
 from tests.servers.llm import Reply
@@ -338,16 +339,24 @@ def test_cancel_a_running_run_aborts_the_in_flight_call(world, alice_client, cel
         ]
     }
     agent_id = create_agent(alice_client, definition)
-    llm.enqueue(Reply(text="late", delay_s=8))
+    llm.enqueue(Reply(text="late", delay_s=6, prompt_tokens=100, completion_tokens=20))
     run = run_now(alice_client, agent_id, {}, wait_s=0)
     wait_for(lambda: llm.received, what="the provider call")
     started = time.monotonic()
     response = alice_client.post(f"/api/v1/runs/{run['id']}/cancel")
     assert response.status_code == 200
-    wait_for(lambda: Run.objects.get(pk=run["id"]).status == "cancelled", timeout=6, what="cancellation")
-    assert time.monotonic() - started < 5  # did not wait for the 8 s answer
+    wait_for(lambda: Run.objects.get(pk=run["id"]).status == "cancelled", timeout=5, what="cancellation")
+    assert time.monotonic() - started < 4  # did not wait for the 6 s answer
     assert not StepRun.objects.filter(run_id=run["id"], step_id="after").exists()
     assert alice_client.post(f"/api/v1/runs/{run['id']}/cancel").status_code == 409
+
+    # The answer still arrives later: the tokens the provider reported are settled, not dropped
+    # (regression: a cancelled call settled at zero while the provider billed it).
+    def tokens_used() -> int:
+        counter = UsageCounter.objects.filter(tenant=world.tenant_a, metric="llm_tokens", scope="").first()
+        return counter.used if counter else -1
+
+    wait_for(lambda: tokens_used() == 120, timeout=10, what="the late settlement")
 
 
 def test_cancel_a_queued_run(world, alice_client):

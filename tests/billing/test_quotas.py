@@ -23,6 +23,7 @@ from billing.quotas import (
     quota_reserve,
     quota_settle,
     usage_period,
+    usage_summary,
 )
 from billing.services import agent_spend_cap_set, plan_set, spend_cap_set
 from tenants.audit import Actor
@@ -339,3 +340,35 @@ def test_a_period_counter_starts_fresh_next_period(world):
         period_start=counter.period_start - timedelta(days=40), period_end=counter.period_start
     )
     assert quota_consume(world.tenant_a, Metric.RUNS) == 1
+
+
+@pytest.mark.django_db
+def test_free_platform_credit_is_per_verified_person_not_per_tenant(world):
+    """Regression: every new Free tenant minted fresh platform LLM credit for the same person."""
+    from allauth.account.models import EmailAddress
+
+    from tenants.services import tenant_create
+
+    plan_set(tenant=world.tenant_a, plan="free", actor=SYSTEM)
+    second = tenant_create(slug="alice-second", name="Second", owner=world.alice, actor=SYSTEM)
+    EmailAddress.objects.filter(user=world.alice).update(verified=False)
+    with pytest.raises(QuotaExceeded) as raised:
+        quota_reserve(world.tenant_a, tokens=10, cost_usd=Decimal("0.01"), platform=True)
+    assert "verified e-mail" in raised.value.message
+    # Own provider keys need no verification: the credit is only for Falcon's keys.
+    quota_settle(
+        quota_reserve(world.tenant_a, tokens=10, cost_usd=Decimal("0.01"), platform=False),
+        tokens=10,
+        cost_usd=0,
+    )
+
+    EmailAddress.objects.filter(user=world.alice).update(verified=True)
+    held = quota_reserve(world.tenant_a, tokens=10, cost_usd=Decimal("4.00"), platform=True)
+    quota_settle(held, tokens=10, cost_usd=Decimal("4.00"))
+    # The second Free tenant of the same person draws on the same $5: $1 left, not $5.
+    with pytest.raises(QuotaExceeded):
+        quota_reserve(second, tokens=10, cost_usd=Decimal("1.50"), platform=True)
+    quota_reserve(second, tokens=10, cost_usd=Decimal("1.00"), platform=True)
+    assert entitlement(second).plan.code == "free"
+    usage = usage_summary(second)["metrics"]["llm_spend_usd"]
+    assert (usage["used"], usage["limit"]) == ("5.000000", "5")

@@ -613,3 +613,18 @@ def test_a_tools_parameters_must_be_an_object_schema(world, alice_client, api_se
     )
     assert response.status_code == 400
     assert "definition.steps[0].tools[0].parameters" in response.json()["error"]["fields"]
+
+
+@pytest.mark.django_db
+def test_connector_limits_have_platform_ceilings(world, alice_client):
+    for config, field in (
+        ({"base_url": "https://api.example.com", "timeout_s": 3600}, "config.timeout_s"),
+        ({"base_url": "https://api.example.com", "max_response_bytes": 10**10}, "config.max_response_bytes"),
+    ):
+        response = _create(alice_client, "big", "http", config, {})
+        assert response.status_code == 400, config
+        assert field in response.json()["error"]["fields"]
+    db = {"host": "db.example.com", "database": "x", "user": "u", "max_rows": 10**7}
+    response = _create(alice_client, "bigdb", "postgres", db, {})
+    assert response.status_code == 400
+    assert "config.max_rows" in response.json()["error"]["fields"]

@@ -208,3 +208,18 @@ def test_password_reset_mails_a_working_link(world):
     assert response.status_code == 302
     world.bob.refresh_from_db()
     assert world.bob.check_password("a-brand-new-secret-77")
+
+
+def test_one_person_may_create_only_so_many_tenants(world, alice_client, settings):
+    settings.FALCON_MAX_TENANTS_PER_USER = 2
+    assert (
+        alice_client.post("/api/v1/tenants/", {"slug": "alice-two", "name": "x"}, format="json").status_code
+        == 201
+    )
+    refused = alice_client.post("/api/v1/tenants/", {"slug": "alice-three", "name": "x"}, format="json")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["code"] == "tenant_limit"
+    assert not Tenant.objects.filter(slug="alice-three").exists()
+    # Operators are not limited by it.
+    call_command("tenant_create", "ops-made", "--owner-email", world.alice.email, stdout=StringIO())
+    assert Tenant.objects.filter(slug="ops-made").exists()
