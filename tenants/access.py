@@ -22,6 +22,9 @@ class TenantContext:
     user: User | None = None
     membership: Membership | None = None
     api_key: ApiKey | None = None
+    # A key minted by a member acts with at most the rights that member holds *now*: their current
+    # role (None once they left: the key may do nothing). Keys minted by operators belong to the tenant.
+    key_creator_role: str | None = None
 
     @property
     def role(self) -> str | None:
@@ -30,18 +33,16 @@ class TenantContext:
 
     def allows(self, action: Action) -> bool:
         if self.api_key is not None:
-            if action in OWNER_KEY_ONLY and not self._key_creator_is_owner():
+            if not scopes_allow(self.api_key.scopes, action):
                 return False
-            return scopes_allow(self.api_key.scopes, action)
+            if self.api_key.created_by_id is None:  # the tenant's own key (manage.py api_key_create)
+                return action not in OWNER_KEY_ONLY
+            if self.key_creator_role is None:
+                return False
+            if action in OWNER_KEY_ONLY:
+                return self.key_creator_role == Role.OWNER
+            return role_allows(self.key_creator_role, action)
         return self.membership is not None and role_allows(self.membership.role, action)
-
-    def _key_creator_is_owner(self) -> bool:
-        assert self.api_key is not None
-        if self.api_key.created_by_id is None:
-            return False
-        return Membership.objects.filter(
-            tenant=self.tenant, user_id=self.api_key.created_by_id, role=Role.OWNER
-        ).exists()
 
     def require(self, action: Action) -> None:
         if not self.allows(action):
@@ -82,7 +83,19 @@ def tenant_context_resolve(request: Request) -> TenantContext:
         key = request.auth
         if slug and slug != key.tenant.slug:
             raise NotFound("Not found.")
-        return TenantContext(tenant=key.tenant, actor=actor_for_api_key(request, key), api_key=key)
+        creator_role = None
+        if key.created_by_id is not None:
+            creator_role = (
+                Membership.objects.filter(tenant=key.tenant, user_id=key.created_by_id)
+                .values_list("role", flat=True)
+                .first()
+            )
+        return TenantContext(
+            tenant=key.tenant,
+            actor=actor_for_api_key(request, key),
+            api_key=key,
+            key_creator_role=creator_role,
+        )
 
     user = request.user
     assert isinstance(user, User)

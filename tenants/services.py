@@ -243,6 +243,14 @@ def member_remove(*, membership: Membership, actor: Actor, acting_role: str | No
         target_id=membership.pk,
         before={"user": membership.user.email, "role": membership.role},
     )
+    # A key acts for the person who minted it: when they go, their keys go with them.
+    minted = ApiKey.objects.filter(
+        tenant_id=membership.tenant_id, created_by_id=membership.user_id, revoked_at__isnull=True
+    )
+    for key in minted:
+        api_key_revoke(
+            api_key=key, actor=actor, reason=f"its creator {membership.user.email} left the tenant"
+        )
     membership.delete()
 
 
@@ -443,7 +451,7 @@ def api_key_create(
 
 
 @transaction.atomic
-def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
+def api_key_revoke(*, api_key: ApiKey, actor: Actor, reason: str = "") -> ApiKey:
     """Revocation is final: a revoked key never authenticates again."""
     api_key = ApiKey.objects.select_for_update().get(pk=api_key.pk)
     if api_key.revoked_at:
@@ -457,7 +465,7 @@ def api_key_revoke(*, api_key: ApiKey, actor: Actor) -> ApiKey:
         target_type="api_key",
         target_id=api_key.pk,
         before={"status": "active", "name": api_key.name},
-        after={"status": "revoked", "name": api_key.name},
+        after={"status": "revoked", "name": api_key.name, **({"reason": reason} if reason else {})},
     )
     return api_key
 

@@ -54,4 +54,5 @@ class NotificationChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixi
 class NotificationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Notification.objects.prefetch_related("deliveries__channel")
     serializer_class = NotificationSerializer
+    rights_path = "agent"  # a notification about an agent is seen by who may see the agent
     required_actions = {"list": Action.RUNS_READ, "retrieve": Action.RUNS_READ}

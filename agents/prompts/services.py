@@ -292,8 +292,8 @@ def prompt_label_move(
     return current
 
 
-def prompt_exists(*, tenant_id: Any, name: str) -> bool:
-    return Prompt.objects.filter(tenant_id=tenant_id, name=name).exists()
+def prompt_find(*, tenant_id: Any, name: str) -> Prompt | None:
+    return Prompt.objects.filter(tenant_id=tenant_id, name=name).first()
 
 
 def prompt_resolve(*, tenant_id: Any, name: str, label: str | None, version: int | None) -> PromptVersion:

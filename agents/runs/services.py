@@ -219,7 +219,7 @@ def run_wait(run_id: Any, wait_s: float) -> Run:
 def run_failure_notify(run: Run) -> None:
     """A run failed or timed out: its agent's watchers and the tenant's channels are told."""
     event = "run.timed_out" if run.status == "timed_out" else "run.failed"
-    watchers = watcher_emails(run.agent_id)
+    watchers = watcher_emails(run.agent)
     error = run.error or {}
     notify(
         tenant_id=run.tenant_id,

@@ -80,6 +80,7 @@ class AgentViewSet(ObjectRightsMixin, mixins.ListModelMixin, mixins.RetrieveMode
             definition=body.validated_data.get("definition"),
             actor=self.ctx.actor,
             created_by=self.ctx.user,
+            member=self.ctx.membership,
         )
         return Response(
             AgentSerializer(self.get_queryset().get(pk=agent.pk)).data, status=status.HTTP_201_CREATED
@@ -170,6 +171,7 @@ class AgentViewSet(ObjectRightsMixin, mixins.ListModelMixin, mixins.RetrieveMode
                 note=body.validated_data["note"],
                 actor=self.ctx.actor,
                 created_by=self.ctx.user,
+                member=self.ctx.membership,
             )
             version = self._version(agent, str(version.number))
             return Response(AgentVersionSerializer(version).data, status=status.HTTP_201_CREATED)

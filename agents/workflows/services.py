@@ -14,7 +14,7 @@ from agents.engine.spec import WorkflowSpec
 from agents.engine.validate import workflow_validate
 from agents.errors import WorkflowInvalid
 from agents.llm.gateway import model_check
-from agents.prompts.services import prompt_exists
+from agents.prompts.services import prompt_find
 from agents.workflows.models import Agent, AgentVersion, AgentWatcher
 from billing.plans import Metric
 from billing.quotas import quota_count_check, quota_over_limit_check
@@ -23,15 +23,24 @@ from connectors.services import connector_exists
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant, User
+from tenants.object_access import member_allows
+from tenants.permissions import Action
 
 
-def definition_validate(*, tenant: Tenant, definition: Any) -> WorkflowSpec:
-    """The parsed spec, or ``WorkflowInvalid`` listing every problem with its path."""
+def definition_validate(*, tenant: Tenant, definition: Any, member: Membership | None = None) -> WorkflowSpec:
+    """The parsed spec, or ``WorkflowInvalid`` listing every problem with its path.
+
+    With the ``member`` who saves it, per-object rights apply to what the workflow names: an agent tool
+    needs the run right on that agent, a library prompt the view right (one hidden from the member is
+    as unknown as a missing one), so a workflow cannot reach what its author may not.
+    """
 
     def agent_check(name: str) -> str | None:
         agent = Agent.objects.filter(tenant=tenant, name__iexact=name, archived_at__isnull=True).first()
-        if agent is None:
+        if agent is None or (member is not None and not member_allows(member, Action.AGENTS_READ, agent)):
             return f"no agent named {name!r}"
+        if member is not None and not member_allows(member, Action.AGENTS_RUN, agent):
+            return f"you may not run the agent {name!r}, so a workflow of yours may not either"
         if agent.published_version_id is None:
             return f"agent {name!r} has no published version"
         return None
@@ -40,7 +49,10 @@ def definition_validate(*, tenant: Tenant, definition: Any) -> WorkflowSpec:
         return None if connector_exists(tenant_id=tenant.pk, name=name) else f"no connector named {name!r}"
 
     def prompt_check(name: str) -> str | None:
-        return None if prompt_exists(tenant_id=tenant.pk, name=name) else f"no prompt named {name!r}"
+        prompt = prompt_find(tenant_id=tenant.pk, name=name)
+        if prompt is None or (member is not None and not member_allows(member, Action.PROMPTS_READ, prompt)):
+            return f"no prompt named {name!r}"
+        return None
 
     spec, problems = workflow_validate(
         definition,
@@ -64,13 +76,14 @@ def agent_create(
     actor: Actor,
     created_by: User | None,
     definition: Any = None,
+    member: Membership | None = None,
 ) -> Agent:
     """A new agent; with a definition, its first version too (validated first: nothing half-made)."""
     name = name.strip()
     if not name:
         raise InvalidInput("The name cannot be blank.", field="name")
     if definition is not None:
-        definition_validate(tenant=tenant, definition=definition)
+        definition_validate(tenant=tenant, definition=definition, member=member)
     if Agent.objects.filter(tenant=tenant, name__iexact=name).exists():
         raise Conflict(f"An agent named {name!r} exists.", code="name_taken", field="name")
     quota_count_check(tenant, Metric.AGENTS)
@@ -153,10 +166,16 @@ def agent_archive(*, agent: Agent, actor: Actor, archived: bool = True) -> Agent
 
 @transaction.atomic
 def version_create(
-    *, agent: Agent, definition: Any, note: str, actor: Actor, created_by: User | None
+    *,
+    agent: Agent,
+    definition: Any,
+    note: str,
+    actor: Actor,
+    created_by: User | None,
+    member: Membership | None = None,
 ) -> AgentVersion:
     """A new immutable version numbered after the last one; invalid definitions are never stored."""
-    definition_validate(tenant=agent.tenant, definition=definition)
+    definition_validate(tenant=agent.tenant, definition=definition, member=member)
     quota_over_limit_check(agent.tenant_id, Metric.AGENTS)
     locked = Agent.objects.select_for_update().get(pk=agent.pk)  # serialises version numbering
     if locked.archived_at:
@@ -229,14 +248,23 @@ def version_diff(*, old: AgentVersion, new: AgentVersion) -> str:
 
 @transaction.atomic
 def watchers_set(*, agent: Agent, user_ids: list[Any], actor: Actor) -> list[str]:
-    """Replaces the agent's watchers by these members (ids of memberships' users)."""
-    members = dict(
-        Membership.objects.filter(tenant_id=agent.tenant_id, user_id__in=user_ids).values_list(
-            "user_id", "user__email"
+    """Replaces the agent's watchers by these members (ids of memberships' users); each must be allowed
+    to see the agent, since a failure message carries its runs' errors."""
+    memberships = {
+        m.user_id: m
+        for m in Membership.objects.filter(tenant_id=agent.tenant_id, user_id__in=user_ids).select_related(
+            "user"
         )
-    )
-    if missing := [str(u) for u in user_ids if u not in members]:
+    }
+    if missing := [str(u) for u in user_ids if u not in memberships]:
         raise InvalidInput(f"Not members of this tenant: {', '.join(missing)}.", field="members")
+    if hidden := [
+        m.user.email for m in memberships.values() if not member_allows(m, Action.AGENTS_READ, agent)
+    ]:
+        raise InvalidInput(
+            f"These members may not see this agent: {', '.join(sorted(hidden))}.", field="members"
+        )
+    members = {user_id: m.user.email for user_id, m in memberships.items()}
     before = sorted(AgentWatcher.objects.filter(agent=agent).values_list("user__email", flat=True))
     AgentWatcher.objects.filter(agent=agent).exclude(user_id__in=user_ids).delete()
     AgentWatcher.objects.bulk_create(
@@ -256,9 +284,15 @@ def watchers_set(*, agent: Agent, user_ids: list[Any], actor: Actor) -> list[str
     return after
 
 
-def watcher_emails(agent_id: Any) -> list[str]:
-    """The e-mail addresses of the people watching an agent."""
-    return list(AgentWatcher.objects.filter(agent_id=agent_id).values_list("user__email", flat=True))
+def watcher_emails(agent: Agent) -> list[str]:
+    """The e-mail addresses of the people watching an agent who may still see it (rights change)."""
+    watchers = AgentWatcher.objects.filter(agent=agent).values_list("user_id", flat=True)
+    memberships = Membership.objects.filter(tenant_id=agent.tenant_id, user_id__in=list(watchers))
+    return sorted(
+        m.user.email
+        for m in memberships.select_related("user")
+        if member_allows(m, Action.AGENTS_READ, agent)
+    )
 
 
 def agents_using_connector(connector: Connector) -> list[str]:

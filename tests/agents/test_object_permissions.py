@@ -205,3 +205,74 @@ def test_triggers_follow_the_rights_on_their_agent(world, alice_client, client):
     assert not AuditEvent.objects.filter(
         action="trigger.created", actor_label__contains=person.email
     ).exists()
+
+
+def test_every_path_to_an_agent_respects_its_rights(world, alice_client):
+    """Tools naming agents, prompt references, watchers and notifications follow the object rights."""
+    from agents.notifications.services import notify
+
+    secret = create_agent(alice_client, STEP, name="secret")
+    seen = create_agent(alice_client, STEP, name="seen")
+    prompt = alice_client.post(
+        "/api/v1/prompts/", {"name": "hidden-prompt", "version": {"template": "x"}}, format="json"
+    ).json()
+    person = member(world.tenant_a, Role.BUILDER)
+    membership = Membership.objects.get(tenant=world.tenant_a, user=person)
+    for path, rights in (
+        (f"/api/v1/agents/{secret}/permissions", []),
+        (f"/api/v1/agents/{seen}/permissions", ["view"]),
+        (f"/api/v1/prompts/{prompt['id']}/permissions", []),
+    ):
+        assert (
+            alice_client.put(
+                path, {"member": str(membership.pk), "rights": rights}, format="json"
+            ).status_code
+            == 200
+        )
+    builder = session_client(person, world.tenant_a)
+
+    def save(tools=None, prompt_ref=None):
+        step = {
+            "id": "a",
+            "type": "agent",
+            "model": "sandbox/echo",
+            "prompt": prompt_ref or "go",
+            "tools": tools or [],
+        }
+        return builder.post(
+            "/api/v1/agents/", {"name": "mine", "definition": {"steps": [step]}}, format="json"
+        )
+
+    hidden_tool = save(tools=[{"type": "agent", "agent": "secret"}])
+    assert hidden_tool.status_code == 400
+    assert "no agent named 'secret'" in str(hidden_tool.json()["error"]["fields"])
+    not_runnable = save(tools=[{"type": "agent", "agent": "seen"}])
+    assert not_runnable.status_code == 400
+    assert "may not run" in str(not_runnable.json()["error"]["fields"])
+    hidden_prompt = save(prompt_ref={"name": "hidden-prompt"})
+    assert hidden_prompt.status_code == 400
+    assert "no prompt named 'hidden-prompt'" in str(hidden_prompt.json()["error"]["fields"])
+
+    # Watchers must be able to see the agent their failure mails are about.
+    refused = alice_client.put(
+        f"/api/v1/agents/{secret}/watchers", {"members": [str(person.pk)]}, format="json"
+    )
+    assert refused.status_code == 400
+    assert person.email in refused.json()["error"]["message"]
+
+    # Notifications about an agent are listed to those who may see it.
+    notify(
+        tenant_id=world.tenant_a.pk,
+        event="run.failed",
+        subject="secret failed",
+        body="b",
+        recipients=[],
+        agent_id=secret,
+    )
+    notify(tenant_id=world.tenant_a.pk, event="quota.alert", subject="tenant-wide", body="b", recipients=[])
+    listed = {n["subject"] for n in builder.get("/api/v1/notifications/").json()["results"]}
+    assert listed == {"tenant-wide"}
+    assert {n["subject"] for n in alice_client.get("/api/v1/notifications/").json()["results"]} == {
+        "secret failed",
+        "tenant-wide",
+    }

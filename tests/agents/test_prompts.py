@@ -10,7 +10,7 @@ from agents.runs.execution import run_execute
 from tenants.models import AuditEvent
 from tenants.permissions import Role
 from tests.agents.helpers import create_agent
-from tests.conftest import member, session_client
+from tests.conftest import key_client, member, session_client
 
 
 def _prompt(client, name: str = "greeting", template: str = "Say hello to {{ who }}", **extra) -> dict:
@@ -230,3 +230,27 @@ def test_the_review_service_checks_the_reviewers_right_too(world, alice_client):
         )
     version.refresh_from_db()
     assert version.status == "in_review"
+
+
+@pytest.mark.django_db
+def test_four_eyes_see_through_api_keys(world, alice_client, make_key):
+    """A version written through a key counts as written by the key's creator; a key with no person
+    behind it (an operator's) cannot approve under four eyes."""
+    assert alice_client.patch("/api/v1/tenant", {"prompt_four_eyes": True}, format="json").status_code == 200
+    created = alice_client.post(
+        "/api/v1/api-keys/", {"name": "alice-admin", "scopes": ["write", "admin"]}, format="json"
+    )
+    alice_key = key_client(created.json()["key"])
+    prompt = _prompt(alice_client)
+    number = _version(alice_key, prompt["id"], "v2 {{ who }}", "via a key")
+    base = f"/api/v1/prompts/{prompt['id']}/versions/{number}"
+    assert alice_key.post(f"{base}/submit").status_code == 200
+    # Alice wrote it through her key: neither her session nor her key may approve it.
+    for reviewer in (alice_client, alice_key):
+        refused = reviewer.post(f"{base}/approve", {"comment": "mine"}, format="json")
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "four_eyes")
+    _, tenant_key = make_key(world.tenant_a, ["admin"])  # no person behind it
+    refused = key_client(tenant_key).post(f"{base}/approve", {"comment": "ok"}, format="json")
+    assert refused.status_code == 403
+    admin = session_client(member(world.tenant_a, Role.ADMIN), world.tenant_a)
+    assert admin.post(f"{base}/approve", {"comment": "fine"}, format="json").status_code == 200

@@ -226,9 +226,9 @@ def test_spend_caps_by_role_with_clear_errors(world, alice_client, bob_client):
         f"/api/v1/agents/{agent_id}/spend-cap", {"monthly_usd": None}, format="json"
     ).json() == {"monthly_usd": None}
     actions = list(
-        AuditEvent.objects.filter(tenant=world.tenant_a, action__endswith="spend_cap_set").values_list(
-            "action", flat=True
-        )
+        AuditEvent.objects.filter(tenant=world.tenant_a, action__endswith="spend_cap_set")
+        .order_by("seq")
+        .values_list("action", flat=True)
     )
     assert actions == ["billing.spend_cap_set", "agent.spend_cap_set", "agent.spend_cap_set"]
 

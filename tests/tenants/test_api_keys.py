@@ -232,3 +232,53 @@ def test_cli_refuses_unknown_tenant_and_scope(world):
         call_command("api_key_create", "nope", "--name", "x", "--scopes", "read", stdout=StringIO())
     with pytest.raises(CommandError, match="Unknown scopes: god"):
         call_command("api_key_create", "tenant-a", "--name", "x", "--scopes", "god", stdout=StringIO())
+
+
+def test_a_key_acts_with_at_most_the_rights_its_creator_holds_now(world, alice_client):
+    """Regression: a demoted admin's key re-promoted her, and after her removal it re-invited her."""
+    from tests.conftest import member, session_client
+
+    dana = member(world.tenant_a, "admin", email="dana@a.example")
+    dana_client = session_client(dana, world.tenant_a)
+    created = dana_client.post(
+        "/api/v1/api-keys/", {"name": "dana-admin", "scopes": ["admin"]}, format="json"
+    )
+    assert created.status_code == 201, created.json()
+    key = key_client(created.json()["key"])
+    membership = alice_client.get("/api/v1/members/").json()["results"]
+    dana_membership = next(m for m in membership if m["user"]["email"] == "dana@a.example")
+    invite = {"email": "someone@a.example", "role": "viewer"}
+    assert key.post("/api/v1/invitations/", invite, format="json").status_code == 201
+
+    # Demoted to viewer: the key narrows to what a viewer may do.
+    demoted = alice_client.patch(
+        f"/api/v1/members/{dana_membership['id']}", {"role": "viewer"}, format="json"
+    )
+    assert demoted.status_code == 200
+    promote_self = key.patch(f"/api/v1/members/{dana_membership['id']}", {"role": "admin"}, format="json")
+    assert promote_self.status_code == 403
+    assert (
+        key.post(
+            "/api/v1/invitations/", {"email": "x@a.example", "role": "viewer"}, format="json"
+        ).status_code
+        == 403
+    )
+    assert key.get("/api/v1/tenant").status_code == 200  # what a viewer may still do
+
+    # Removed: the key is revoked with her, and the log says why.
+    assert alice_client.delete(f"/api/v1/members/{dana_membership['id']}").status_code == 204
+    assert (
+        key.post(
+            "/api/v1/invitations/", {"email": "dana@a.example", "role": "admin"}, format="json"
+        ).status_code
+        == 401
+    )
+    revoked = AuditEvent.objects.get(tenant=world.tenant_a, action="api_key.revoked")
+    assert "dana@a.example left" in revoked.changes["after"]["reason"]
+
+
+def test_keys_minted_by_operators_belong_to_the_tenant(world):
+    out = StringIO()
+    call_command("api_key_create", "tenant-a", "--name", "ops", "--scopes", "read,run", stdout=out)
+    key = key_client(out.getvalue().strip())
+    assert key.get("/api/v1/agents/").status_code == 200
