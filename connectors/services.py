@@ -15,6 +15,7 @@ from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, Resolved
 from connectors.models import Connector, NetworkAllowance
 from connectors.netguard import NetPolicy, within_ceiling
 from falcon.errors import Conflict, InvalidInput
+from falcon.redaction import public_error
 from tenants import limits
 from tenants.audit import Actor, audit_record
 from tenants.models import Tenant, User
@@ -297,10 +298,8 @@ def connector_test(*, connector: Connector, actor: Actor) -> dict[str, Any]:
     except ConnectorError as exc:
         result = {"ok": False, "detail": exc.message, "code": exc.code}
     except Exception as exc:
-        result = {"ok": False, "detail": f"{type(exc).__name__}: {exc}"[:500], "code": "test_failed"}
-    for secret in resolved.secret_values():
-        if len(secret) >= 4:
-            result["detail"] = str(result["detail"]).replace(secret, "[redacted]")
+        result = {"ok": False, "detail": f"{type(exc).__name__}: {exc}", "code": "test_failed"}
+    result["detail"] = public_error(result["detail"], resolved.secret_values())
     result["latency_ms"] = int((time.monotonic() - started) * 1000)
     Connector.objects.filter(pk=connector.pk).update(last_tested_at=timezone.now(), last_test_ok=result["ok"])
     audit_record(

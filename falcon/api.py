@@ -6,7 +6,9 @@ import logging
 from typing import Any
 
 from django.core import exceptions as django_exceptions
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views.csrf import csrf_failure as default_csrf_failure
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import serializers
 from rest_framework.pagination import CursorPagination
@@ -101,6 +103,16 @@ def _json_error_view(status: int, code: str, message: str) -> Any:
 handler400 = _json_error_view(400, "bad_request", "The request could not be understood.")
 handler403 = _json_error_view(403, "permission_denied", "You do not have permission to perform this action.")
 handler404 = _json_error_view(404, "not_found", "Not found.")
+# Unknown paths under the machine-facing prefixes, whatever the method: no CSRF page for a POST.
+unknown_api_path = csrf_exempt(_json_error_view(404, "not_found", "Not found."))
+MACHINE_PREFIXES = ("/api/", "/hooks/", "/billing/")
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF refusals in the API's shape under the machine-facing prefixes, Django's page elsewhere."""
+    if request.path.startswith(MACHINE_PREFIXES):
+        return json_error(403, "csrf_failed", "The request was refused: CSRF verification failed.")
+    return default_csrf_failure(request, reason=reason)
 
 
 def handler500(request: HttpRequest) -> JsonResponse:

@@ -18,6 +18,11 @@ PREFIX = "whsec_"
 TOLERANCE_S = 5 * 60
 
 
+def _same(expected: str, offered: str) -> bool:
+    """Constant-time comparison that never raises: a header may hold any characters (non-ASCII too)."""
+    return hmac.compare_digest(expected.encode(), offered.encode("utf-8", "replace"))
+
+
 def whsec_new() -> str:
     """A new signing secret: ``whsec_`` and 24 random bytes in base64."""
     return PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -57,12 +62,14 @@ def verify_standard(secrets_now: Iterable[str], headers: Mapping[str, str], body
         sent = int(stamp)
     except ValueError:
         return "webhook-timestamp is not a number"
+    if not msg_id.isascii() or len(msg_id) > 200:
+        return "webhook-id is not a short ASCII string"
     if abs(time.time() - sent) > TOLERANCE_S:
         return "webhook-timestamp is outside the 5-minute tolerance"
     offered = [part for part in signatures.split() if part.startswith("v1,")]
     for secret in secrets_now:
         expected = standard_signature(secret, msg_id, stamp, body)
-        if any(hmac.compare_digest(expected, candidate) for candidate in offered):
+        if any(_same(expected, candidate) for candidate in offered):
             return None
     return "no signature matches"
 
@@ -73,12 +80,12 @@ def verify_github(secrets_now: Iterable[str], headers: Mapping[str, str], body: 
         return "missing X-Hub-Signature-256"
     for secret in secrets_now:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        if hmac.compare_digest(expected, offered):
+        if _same(expected, offered):
             return None
     return "no signature matches"
 
 
 def verify_header(secrets_now: Iterable[str], header_value: str) -> str | None:
-    if any(hmac.compare_digest(secret, header_value) for secret in secrets_now):
+    if any(_same(secret, header_value) for secret in secrets_now):
         return None
     return "the shared secret header is missing or wrong"

@@ -8,7 +8,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from agents.triggers.webhooks import email_receive_http, webhook_receive
 from billing.webhooks import stripe_webhook
 from falcon import views
-from falcon.api import handler404 as handler404_view
+from falcon.api import unknown_api_path
 from tenants import views as tenant_views
 
 # The compliance console signs in through allauth, so MFA applies to it like everywhere else.
@@ -32,7 +32,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("admin/", admin.site.urls),
     # Unknown API paths answer in the API's error shape, in debug mode too.
-    re_path(r"^(api|hooks|billing)/", handler404_view),
+    re_path(r"^(api|hooks|billing)/", unknown_api_path),
 ]
 
 handler400 = "falcon.api.handler400"

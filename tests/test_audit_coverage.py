@@ -27,6 +27,7 @@ NOT_AUDITED = {
     "user_has_mfa": "reads only",
     "notify": "records a message to send; the notification and its deliveries are the record",
     "notification_deliver": "records a delivery attempt's outcome",
+    "trigger_refusal_record": "a refused delivery's record (aggregated), not a change anyone decided",
     "runs_prune": "called by retention_prune, which audits what it removed (runs.pruned)",
     "trigger_events_prune": "called by retention_prune, which audits what it removed (runs.pruned)",
     "connector_secrets_rekey": "called by data_key_replace, which audits the replacement",

@@ -151,3 +151,21 @@ def test_deeply_nested_json_is_a_400_everywhere(world, alice_client, client):
     response = client.generic("POST", f"/hooks/{trigger['public_id']}", deep, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "malformed_body"
+
+
+def test_every_api_path_answers_in_the_error_shape_whatever_the_method(world):
+    """Regression: a POST to an unknown API path answered Django's 403 CSRF page in HTML."""
+    from django.test import Client
+
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(world.alice)
+    for method in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+        for path in ("/api/v1/no-such-thing/", "/api/nothing", "/hooks/x/y/z", "/billing/nothing"):
+            response = browser.generic(method, path, "{}", content_type="application/json")
+            assert response["Content-Type"].startswith("application/json"), (method, path)
+            assert response.status_code == 404, (method, path, response.status_code)
+            _error(response)
+    # A known API route without the CSRF token (a browser session): still JSON.
+    response = browser.post("/api/v1/api-keys/", data="{}", content_type="application/json")
+    assert response.status_code == 403
+    assert response["Content-Type"].startswith("application/json")

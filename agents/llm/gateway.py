@@ -25,6 +25,7 @@ from billing.quotas import Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
 from falcon import jsonlimits
+from falcon.redaction import public_error
 
 logger = logging.getLogger(__name__)
 _import_lock = threading.Lock()
@@ -168,11 +169,9 @@ def _error_from(exc: Exception, model: str, extra_secrets: tuple[str, ...] = ())
         code = "llm_server_error"
     else:
         code = "llm_request_rejected"
-    message = str(getattr(exc, "message", None) or exc)
-    for secret in [*known_secrets(), *extra_secrets]:
-        message = message.replace(secret, "[redacted]")
+    message = public_error(getattr(exc, "message", None) or exc, [*known_secrets(), *extra_secrets])
     return LlmError(
-        f"{model}: {message[:1000]}",
+        f"{model}: {message}",
         code=code,
         retryable=retryable,
         status_code=status if isinstance(status, int) else None,

@@ -29,6 +29,7 @@ from connectors.services import connector_find, connector_resolve, network_polic
 from falcon import signing
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
+from falcon.redaction import public_error
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
 
@@ -265,7 +266,7 @@ def notification_deliver(delivery_id: Any, *, final: bool = False) -> str:
             }
             _signed_post(channel, payload)
     except Exception as exc:
-        message = str(getattr(exc, "message", None) or exc)[:500]
+        message = public_error(getattr(exc, "message", None) or exc)
         NotificationDelivery.objects.filter(pk=delivery.pk).update(
             error=message,
             status=NotificationDelivery.Status.FAILED if final else NotificationDelivery.Status.PENDING,

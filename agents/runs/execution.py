@@ -32,7 +32,7 @@ from agents.engine.validate import input_problems
 from agents.llm import gateway as llm
 from agents.prompts.services import prompt_resolve
 from agents.runs.models import Run, StepRun
-from agents.runs.payloads import log_safe
+from agents.runs.payloads import log_safe, public_error_of
 from agents.runs.services import run_failure_notify, runs_dispatch_tenant, runs_running_count
 from agents.workflows.models import Agent, Variable
 from billing.plans import Metric
@@ -184,7 +184,7 @@ class DatabaseHooks:
             status=record.status,
             input=log_safe(record.input, secrets=self._secrets),
             output=log_safe(record.output, secrets=self._secrets),
-            error=log_safe(record.error, secrets=self._secrets),
+            error=log_safe(public_error_of(record.error, self._secrets), secrets=self._secrets),
             model=record.model,
             provider=record.provider,
             prompt_tokens=record.prompt_tokens,
@@ -503,7 +503,7 @@ def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks)
         fields.update(
             status=status,
             finished_at=now,
-            error=outcome.error,
+            error=public_error_of(outcome.error, hooks._secrets),
             output=log_safe(outcome.output, secrets=hooks._secrets),
         )
     updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, claims=run.claims).update(**fields)

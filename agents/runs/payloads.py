@@ -8,6 +8,8 @@ from typing import Any
 
 from django.conf import settings
 
+from falcon.redaction import public_error
+
 SECRET_KEY_PATTERN = re.compile(
     r"(authorization|api[_-]?key|password|passwd|secret|token|cookie)", re.IGNORECASE
 )
@@ -43,3 +45,10 @@ def log_safe(value: Any, *, secrets: list[str] | None = None, limit: int | None 
     if size > limit:
         return {"_truncated": True, "bytes": size, "preview": text[: min(4096, limit // 2)]}
     return cleaned
+
+
+def public_error_of(error: dict[str, Any] | None, secrets: list[str]) -> dict[str, Any] | None:
+    """A step's or run's error as tenants see it: the message short, without internals or secrets."""
+    if not error or "message" not in error:
+        return error
+    return {**error, "message": public_error(error["message"], secrets)}

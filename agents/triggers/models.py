@@ -66,6 +66,9 @@ class TriggerEvent(models.Model):
     message = models.CharField(max_length=500, blank=True)
     delivery_id = models.CharField(max_length=200, blank=True)
     run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    count = models.PositiveIntegerField(
+        default=1, help_text="Refusals of the same kind within a minute share one row (a flood is one line)."
+    )
 
     class Meta:
         indexes = [models.Index(fields=["trigger", "received_at"])]

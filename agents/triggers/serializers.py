@@ -76,7 +76,7 @@ class TriggerUpdateSerializer(StrictSerializer):
 class TriggerEventSerializer(serializers.ModelSerializer):
     class Meta:
         model = TriggerEvent
-        fields = ["id", "received_at", "accepted", "code", "message", "delivery_id", "run"]
+        fields = ["id", "received_at", "accepted", "code", "message", "delivery_id", "run", "count"]
         read_only_fields = fields
 
 

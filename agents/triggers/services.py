@@ -13,7 +13,7 @@ from typing import Any
 from celery.schedules import crontab_parser
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -504,6 +504,26 @@ def trigger_fire(
     return TriggerEvent.objects.create(
         tenant_id=trigger.tenant_id, trigger=trigger, accepted=True, run=run, delivery_id=delivery_id[:200]
     ), run
+
+
+REFUSAL_WINDOW = timedelta(minutes=1)
+
+
+def trigger_refusal_record(*, trigger: Trigger, code: str, message: str) -> None:
+    """A refused delivery: refusals of one kind within a minute add to one row instead of a row each."""
+    recent = timezone.now() - REFUSAL_WINDOW
+    latest = (
+        TriggerEvent.objects.filter(trigger=trigger, accepted=False, code=code, received_at__gte=recent)
+        .order_by("-received_at")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if latest is not None:
+        TriggerEvent.objects.filter(pk=latest).update(count=F("count") + 1, message=message[:500])
+    else:
+        TriggerEvent.objects.create(
+            tenant_id=trigger.tenant_id, trigger=trigger, accepted=False, code=code, message=message[:500]
+        )
 
 
 def inline_eligible(version: AgentVersion | None) -> bool:

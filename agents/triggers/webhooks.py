@@ -16,11 +16,12 @@ from agents.runs.models import Run
 from agents.runs.services import run_wait
 from agents.triggers import services as trigger_services
 from agents.triggers.inbound_email import email_receive
-from agents.triggers.models import Trigger, TriggerEvent
+from agents.triggers.models import Trigger
 from billing.errors import QuotaExceeded
 from falcon import jsonlimits, signing
 from falcon.errors import error_response, json_error
 
+REFUSALS_PER_MINUTE = 60
 HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
 
 
@@ -55,6 +56,11 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
     config = trigger.config
     auth = config.get("auth", "standard")
     if auth != "none":
+        # Refusals are budgeted before any verification work: a flood of bad signatures costs a
+        # cache increment each, and is stored as one aggregated row a minute.
+        failures = f"falcon:hook-refused:{trigger.pk}:{int(time.time() // 60)}"
+        if (cache.get(failures) or 0) >= REFUSALS_PER_MINUTE:
+            return json_error(429, "rate_limited", "Too many unauthenticated deliveries this minute.")
         secrets_now = trigger_services.signing_secrets(trigger)
         if auth == "standard":
             problem = signing.verify_standard(secrets_now, headers, request.body)
@@ -63,13 +69,9 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         else:
             problem = signing.verify_header(secrets_now, headers.get(config["header_name"].lower(), ""))
         if problem:
-            TriggerEvent.objects.create(
-                tenant_id=trigger.tenant_id,
-                trigger=trigger,
-                accepted=False,
-                code="bad_signature",
-                message=problem,
-            )
+            cache.add(failures, 0, timeout=120)
+            cache.incr(failures)
+            trigger_services.trigger_refusal_record(trigger=trigger, code="bad_signature", message=problem)
             return json_error(401, "bad_signature", f"The webhook is not authenticated: {problem}.")
     window = int(time.time() // 60)
     key = f"falcon:hook-rate:{trigger.pk}:{window}"
@@ -80,7 +82,12 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
     if failure is not None:
         return failure
     delivery_id = headers.get("webhook-id", "") or headers.get("x-github-delivery", "")
-    idempotency = headers.get("idempotency-key") or (f"webhook-id:{delivery_id}" if delivery_id else None)
+    if auth == "standard":
+        # The signed webhook-id is the message's identity: an unsigned Idempotency-Key header cannot
+        # turn one captured message into several runs.
+        idempotency: str | None = f"webhook-id:{delivery_id}"
+    else:
+        idempotency = headers.get("idempotency-key") or (f"webhook-id:{delivery_id}" if delivery_id else None)
     event = {
         "body": body,
         "query": dict(request.GET.items()),

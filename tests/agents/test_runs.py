@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from agents.models import Run, StepRun
+from agents.runs.execution import run_execute
 from agents.runs.services import runs_resume_due
 from billing.models import UsageCounter
 from tenants.models import AuditEvent
@@ -488,3 +489,30 @@ def test_other_tenants_runs_are_404(world, alice_client, charlie_client):
     ]:
         assert getattr(charlie_client, method)(path, {}, format="json").status_code == 404, path
     assert charlie_client.get("/api/v1/runs/").json()["results"] == []
+
+
+def test_errors_shown_to_tenants_carry_no_internals_or_long_upstream_bodies(world, alice_client, llm):
+    definition = {
+        "steps": [
+            {
+                "id": "ask",
+                "type": "llm",
+                "model": "openai/gpt-4o-mini",
+                "prompt": "hi",
+                "retry": {"max_attempts": 1},
+            }
+        ]
+    }
+    agent_id = create_agent(alice_client, definition, name="leaky")
+    upstream = (
+        'Traceback (most recent call last):\n  File "/srv/provider/app.py", line 9, in handle\n' + "x" * 5000
+    )
+    llm.enqueue(Reply(status=400, text=upstream))
+    run = alice_client.post(f"/api/v1/agents/{agent_id}/runs", {"input": {}}, format="json").json()
+    assert run_execute(run["id"]) == "failed"
+    detail = alice_client.get(f"/api/v1/runs/{run['id']}").json()
+    for error in (detail["error"], steps_of(detail)[0]["error"]):
+        message = error["message"]
+        assert "Traceback" not in message
+        assert "/srv/provider" not in message
+        assert len(message) <= 400

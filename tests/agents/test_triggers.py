@@ -76,16 +76,22 @@ def test_standard_webhook_signature_replay_and_idempotency(world, alice_client, 
     )
     assert stale.status_code == 401
     assert "tolerance" in stale.json()["error"]["message"]
-    codes = list(TriggerEvent.objects.order_by("received_at").values_list("accepted", "code"))
-    assert codes == [(True, ""), (True, ""), (False, "bad_signature"), (False, "bad_signature")]
+    # Refusals within a minute share one row: a flood of bad signatures is one line, with its count.
+    codes = list(TriggerEvent.objects.order_by("received_at").values_list("accepted", "code", "count"))
+    assert codes == [(True, "", 1), (True, "", 1), (False, "bad_signature", 2)]
     events = alice_client.get(f"/api/v1/triggers/{trigger['id']}/events").json()["results"]
-    assert len(events) == 4
-    # Idempotency-Key header also deduplicates.
+    assert len(events) == 3
+    # On a signed scheme the signed webhook-id is the identity: a captured message replayed with fresh
+    # Idempotency-Key headers is still one run (regression: it made three).
     h = _standard_headers(secret, body, msg_id="msg_4")
-    first = _post(client, url, body, HTTP_IDEMPOTENCY_KEY="k-1", **h)
-    h = _standard_headers(secret, body, msg_id="msg_5")
-    second = _post(client, url, body, HTTP_IDEMPOTENCY_KEY="k-1", **h)
-    assert first.json()["run_id"] == second.json()["run_id"]
+    replays = {
+        _post(client, url, body, HTTP_IDEMPOTENCY_KEY=f"k-{i}", **h).json()["run_id"] for i in range(3)
+    }
+    assert len(replays) == 1
+    other = _post(
+        client, url, body, HTTP_IDEMPOTENCY_KEY="k-0", **_standard_headers(secret, body, msg_id="msg_5")
+    )
+    assert other.json()["run_id"] not in replays
 
 
 @pytest.mark.django_db
@@ -319,3 +325,32 @@ def test_short_pure_workflows_run_inline_in_the_webhook_request(
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         off = _post(client, f"/hooks/{hook['public_id']}", b'{"id": 6}')
     assert (off.json()["status"], len(callbacks)) == ("queued", 1)
+
+
+@pytest.mark.django_db
+def test_malformed_signatures_are_401_and_a_flood_is_cut_before_verification(world, alice_client, client):
+    agent_id = create_agent(alice_client, ECHO)
+    standard = _make(alice_client, agent_id, input_mapping={"order": 1})
+    header = _make(alice_client, agent_id, name="hdr", input_mapping={"order": 1}, config={"auth": "header"})
+    github = _make(alice_client, agent_id, name="gh", input_mapping={"order": 1}, config={"auth": "github"})
+    body = b"{}"
+    now = str(int(time.time()))
+    weird = {"HTTP_WEBHOOK_ID": "msg_é", "HTTP_WEBHOOK_TIMESTAMP": now, "HTTP_WEBHOOK_SIGNATURE": "v1,ñ=="}
+    for url, headers in (
+        (f"/hooks/{standard['public_id']}", weird),
+        (
+            f"/hooks/{standard['public_id']}",
+            {**weird, "HTTP_WEBHOOK_ID": "msg_1", "HTTP_WEBHOOK_SIGNATURE": "v1,ñ"},
+        ),
+        (f"/hooks/{header['public_id']}", {"HTTP_X_WEBHOOK_SECRET": "sécret"}),
+        (f"/hooks/{github['public_id']}", {"HTTP_X_HUB_SIGNATURE_256": "sha256=ü"}),
+    ):
+        response = _post(client, url, body, **headers)
+        assert response.status_code == 401, (url, response.content)
+        assert response.json()["error"]["code"] == "bad_signature"
+    url = f"/hooks/{header['public_id']}"
+    statuses = [_post(client, url, body, HTTP_X_WEBHOOK_SECRET="wrong").status_code for _ in range(70)]
+    assert statuses.count(401) == 59
+    assert statuses.count(429) == 11
+    refused = TriggerEvent.objects.filter(trigger_id=header["id"], accepted=False)
+    assert [(e.code, e.count) for e in refused] == [("bad_signature", 60)]

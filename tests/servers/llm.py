@@ -156,7 +156,7 @@ class LlmServer:
             if delay:
                 time.sleep(delay)
             if reply.status != 200:
-                return reply.status, _error_body(provider, reply.status)
+                return reply.status, _error_body(provider, reply.status, reply.text)
             text = json.dumps(reply.json_value) if reply.json_value is not None else (reply.text or "")
             model = body.get("model") or GEMINI_PATH.match(path).group("model")  # type: ignore[union-attr]
             return 200, _FORMATS[provider](model, text, reply)
@@ -165,8 +165,8 @@ class LlmServer:
                 self.in_flight -= 1
 
 
-def _error_body(provider: str, status: int) -> dict[str, Any]:
-    message = "rate limited" if status == 429 else f"upstream error {status}"
+def _error_body(provider: str, status: int, text: str | None = None) -> dict[str, Any]:
+    message = text or ("rate limited" if status == 429 else f"upstream error {status}")
     if provider == "anthropic":
         kind = "rate_limit_error" if status == 429 else "api_error"
         return {"type": "error", "error": {"type": kind, "message": message}}
