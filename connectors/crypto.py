@@ -116,11 +116,40 @@ def secret_encrypt(
     return _seal(f"dk{generation}", key, plaintext.encode(), _secret_aad(tenant_id, connector_id, field))
 
 
+def _previous_key(tenant_id: Any, generation: int) -> dict[str, bytes]:
+    """The generation before the current one, if kept: a value read from the database just before a
+    rekey committed still decrypts after it."""
+    rows = TenantKey.objects.filter(tenant_id=tenant_id, generation=generation)
+    previous = rows.values_list("previous_wrapped", flat=True).first()
+    return {f"dk{generation - 1}": unwrap_data_key(tenant_id, previous)} if previous else {}
+
+
+def decryption_keys(tenant_id: Any) -> dict[str, bytes]:
+    """Every live generation of the tenant's data key, by key id: the current one and the one before."""
+    generation, key = tenant_data_key(tenant_id)
+    return {f"dk{generation}": key, **_previous_key(tenant_id, generation)}
+
+
 def secret_decrypt(
-    *, tenant_id: Any, connector_id: Any, field: str, token: str, data_key: tuple[int, bytes] | None = None
+    *,
+    tenant_id: Any,
+    connector_id: Any,
+    field: str,
+    token: str,
+    data_key: tuple[int, bytes] | None = None,
+    keys: dict[str, bytes] | None = None,
 ) -> str:
-    generation, key = data_key or tenant_data_key(tenant_id)
-    return _open(token, {f"dk{generation}": key}, _secret_aad(tenant_id, connector_id, field)).decode()
+    """Decrypts with ``data_key`` alone when given (a rotation), else any live generation (``keys``,
+    or the tenant's looked up now)."""
+    aad = _secret_aad(tenant_id, connector_id, field)
+    if data_key is not None:
+        return _open(token, {f"dk{data_key[0]}": data_key[1]}, aad).decode()
+    if keys is None:
+        generation, key = tenant_data_key(tenant_id)
+        keys = {f"dk{generation}": key}
+        if key_id_of(token) not in keys:
+            keys.update(_previous_key(tenant_id, generation))
+    return _open(token, keys, aad).decode()
 
 
 def data_key_rewrap(tenant_id: Any) -> bool:
@@ -130,8 +159,12 @@ def data_key_rewrap(tenant_id: Any) -> bool:
         if row is None or row.master_key_id == active_master_key_id():
             return False
         kid, wrapped = wrap_data_key(tenant_id, unwrap_data_key(tenant_id, row.wrapped))
+        if row.previous_wrapped:
+            _, row.previous_wrapped = wrap_data_key(
+                tenant_id, unwrap_data_key(tenant_id, row.previous_wrapped)
+            )
         row.master_key_id, row.wrapped, row.rotated_at = kid, wrapped, timezone.now()
-        row.save(update_fields=["master_key_id", "wrapped", "rotated_at"])
+        row.save(update_fields=["master_key_id", "wrapped", "previous_wrapped", "rotated_at"])
     return True
 
 
@@ -155,8 +188,9 @@ def data_key_replace(tenant_id: Any) -> int:
 
         count = sum(holder.rekey(tenant_id, reseal) for holder in registry.secret_holders())
         kid, wrapped = wrap_data_key(tenant_id, new[1])
+        _, row.previous_wrapped = wrap_data_key(tenant_id, old[1])
         row.generation, row.master_key_id, row.wrapped, row.rotated_at = new[0], kid, wrapped, timezone.now()
-        row.save(update_fields=["generation", "master_key_id", "wrapped", "rotated_at"])
+        row.save(update_fields=["generation", "master_key_id", "wrapped", "previous_wrapped", "rotated_at"])
         audit_record(
             tenant=tenant_id,
             actor=Actor.system("cli:encryption_rotate"),

@@ -18,6 +18,10 @@ class TenantKey(models.Model):
     generation = models.PositiveIntegerField(default=1, help_text="Bumped when the data key is replaced.")
     master_key_id = models.CharField(max_length=32, db_index=True, help_text="Which master key wraps it.")
     wrapped = models.TextField()
+    previous_wrapped = models.TextField(
+        blank=True,
+        help_text="The generation before (wrapped): a value read just before a rekey still decrypts.",
+    )
     created_at = models.DateTimeField(default=timezone.now)
     rotated_at = models.DateTimeField(null=True, blank=True)
 

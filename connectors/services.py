@@ -187,14 +187,14 @@ def connector_delete(*, connector: Connector, actor: Actor) -> None:
 
 def connector_resolve(connector: Connector) -> Resolved:
     """The connector with its secrets decrypted, for one call. Never store or return the result."""
-    data_key = crypto.tenant_data_key(connector.tenant_id)
+    keys = crypto.decryption_keys(connector.tenant_id)
     secrets = {
         field: crypto.secret_decrypt(
             tenant_id=connector.tenant_id,
             connector_id=connector.pk,
             field=field,
             token=token,
-            data_key=data_key,
+            keys=keys,
         )
         for field, token in connector.secrets.items()
     }

@@ -117,3 +117,16 @@ def test_rekey_data_replaces_data_keys_and_reencrypts(world, settings):
     assert after.secrets["token"] != before
     assert crypto.key_id_of(after.secrets["token"]) == "dk2"
     assert connector_resolve(after).secrets["token"] == "tok-abcdefghijklmnop"
+
+
+def test_a_value_read_just_before_a_rekey_still_decrypts_after_it(world, settings):
+    """Decryption accepts every live generation: the current data key and the one before it."""
+    _keys(settings, KEY_A)
+    a = _connector(world.tenant_a)
+    read_before = Connector.objects.get(pk=a.pk)  # an in-flight request holds the old ciphertext
+    call_command("encryption_rotate", "--rekey-data", stdout=StringIO())
+    assert crypto.key_id_of(read_before.secrets["token"]) == "dk1"
+    assert connector_resolve(read_before).secrets["token"] == "tok-abcdefghijklmnop"
+    call_command("encryption_rotate", "--rekey-data", stdout=StringIO())
+    with pytest.raises(crypto.DecryptionError):  # two generations back: retired
+        connector_resolve(read_before)
