@@ -147,8 +147,8 @@ def secret_decrypt(
     if keys is None:
         generation, key = tenant_data_key(tenant_id)
         keys = {f"dk{generation}": key}
-        if key_id_of(token) not in keys:
-            keys.update(_previous_key(tenant_id, generation))
+        if key_id_of(token) not in keys:  # read just before a rekey: the previous generation
+            keys = {**keys, **_previous_key(tenant_id, generation)}
     return _open(token, keys, aad).decode()
 
 

@@ -254,6 +254,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["falcon.parsers.BoundedJSONParser"],
+    # No OPTIONS metadata: the OpenAPI schema describes the API; OPTIONS answers 405 in the error shape.
+    "DEFAULT_METADATA_CLASS": None,
     "DEFAULT_PAGINATION_CLASS": "falcon.api.FalconCursorPagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "falcon.api.exception_handler",
@@ -274,6 +276,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "falcon.openapi.error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "RunStatusEnum": "agents.runs.models.Run.Status",
         "PromptVersionStatusEnum": "agents.prompts.models.PromptVersion.Status",

@@ -10,10 +10,12 @@ from falcon.api import StrictSerializer
 
 class AgentSerializer(serializers.ModelSerializer):
     published_version = serializers.IntegerField(
-        source="published_version.number", default=None, read_only=True
+        source="published_version.number", default=None, read_only=True, allow_null=True
     )
     archived = serializers.SerializerMethodField()
-    created_by = serializers.EmailField(source="created_by.email", default=None, read_only=True)
+    created_by = serializers.EmailField(
+        source="created_by.email", default=None, read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Agent
@@ -47,7 +49,9 @@ class AgentUpdateSerializer(StrictSerializer):
 
 
 class AgentVersionSerializer(serializers.ModelSerializer):
-    created_by = serializers.EmailField(source="created_by.email", default=None, read_only=True)
+    created_by = serializers.EmailField(
+        source="created_by.email", default=None, read_only=True, allow_null=True
+    )
     published = serializers.SerializerMethodField()
 
     class Meta:

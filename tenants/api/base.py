@@ -50,7 +50,7 @@ class TenantScopedViewSet(GenericViewSet):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        if self.action is None:
+        if self.action is None or self.action == "metadata":  # OPTIONS: the OpenAPI schema describes us
             raise MethodNotAllowed(request.method or "")
         self.ctx = tenant_context_resolve(request)
         try:

@@ -17,7 +17,11 @@ class TenantSerializer(serializers.ModelSerializer):
 
 
 class TenantWithRoleSerializer(TenantSerializer):
-    role = serializers.CharField(read_only=True)
+    role = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The caller's role; null for an API key (keys act by scope).",
+    )
 
     class Meta(TenantSerializer.Meta):
         fields = [*TenantSerializer.Meta.fields, "role"]
@@ -76,7 +80,9 @@ class ObjectRightsUpdateSerializer(StrictSerializer):
 
 class InvitationSerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
-    invited_by = serializers.EmailField(source="invited_by.email", read_only=True, default=None)
+    invited_by = serializers.EmailField(
+        source="invited_by.email", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = Invitation
@@ -115,7 +121,9 @@ class InvitationAcceptSerializer(StrictSerializer):
 
 class ApiKeySerializer(serializers.ModelSerializer):
     status = serializers.CharField(read_only=True)
-    created_by = serializers.EmailField(source="created_by.email", read_only=True, default=None)
+    created_by = serializers.EmailField(
+        source="created_by.email", read_only=True, default=None, allow_null=True
+    )
 
     class Meta:
         model = ApiKey

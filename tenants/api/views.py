@@ -10,7 +10,7 @@ from typing import Any, cast
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, status
 from rest_framework.decorators import action
 from rest_framework.pagination import CursorPagination
@@ -67,7 +67,9 @@ class TenantListView(APIView):
 
     permission_classes = [IsAuthenticated]
 
-    @extend_schema(responses=TenantWithRoleSerializer(many=True))
+    @extend_schema(
+        responses=inline_serializer("TenantList", {"results": TenantWithRoleSerializer(many=True)})
+    )
     def get(self, request: Request) -> Response:
         if isinstance(request.auth, ApiKey):
             tenants = tenants_with_role(tenant_id=request.auth.tenant_id)
@@ -317,7 +319,10 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().list(request, *args, **kwargs)
 
-    @extend_schema(parameters=[AuditExportQuerySerializer], responses={(200, "application/jsonl"): str})
+    @extend_schema(
+        parameters=[AuditExportQuerySerializer],
+        responses={(200, "application/jsonl"): str, (200, "text/csv"): str},
+    )
     @action(detail=False, methods=["get"])
     def export(self, request: Request) -> StreamingHttpResponse:
         """The filtered log, oldest first, streamed as JSON Lines or CSV (plans with audit export)."""
