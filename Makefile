@@ -17,7 +17,7 @@ TEST_ENV := \
 	FALCON_DEBUG=0 FALCON_SSL_REDIRECT=0 FALCON_VAR_DIR=$(CURDIR)/var/test \
 	ALLOWED_HOSTS=testserver,localhost,127.0.0.1 EMAIL_URL=locmem://
 
-.PHONY: help venv run test lint typecheck pytest services lock clean bench
+.PHONY: help venv run test lint typecheck pytest services chromium lock clean bench
 
 help:
 	@echo "make run    first look: install, migrate, seed the demo tenant, start web + worker + beat"
@@ -44,6 +44,7 @@ $(LOCALSTRIPE): .ci/localstripe-requirements.txt | $(UV)
 
 run: venv
 	$(VENV_PY) manage.py migrate --noinput
+	$(VENV_PY) manage.py collectstatic --noinput -v0
 	FALCON_BASE_URL=http://$(HOST):$(PORT) $(VENV_PY) manage.py seed_demo
 	$(VENV_PY) -m falcon.devstack --host $(HOST) --port $(PORT)
 
@@ -58,7 +59,11 @@ lint: venv
 typecheck: venv
 	$(TEST_ENV) .venv/bin/mypy .
 
-pytest: venv services $(LOCALSTRIPE)
+# The browser tests drive Debian's chromium (Playwright with executable_path; no browser download).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+pytest: venv services chromium $(LOCALSTRIPE)
 	$(TEST_ENV) .venv/bin/pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

@@ -108,16 +108,19 @@ INSTALLED_APPS = [
     "allauth.mfa",
     "guardian",
     "django_celery_beat",
+    "django_htmx",
     "tenants",
     "agents",
     "connectors",
     "billing",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
     "falcon.middleware.RequestIdMiddleware",
     "falcon.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # static files with hashed names, from the app server
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -125,6 +128,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
 ]
 
 ROOT_URLCONF = "falcon.urls"
@@ -198,6 +202,11 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+# Hashed, compressed file names (collectstatic builds the manifest; make run and the tests run it).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 CSRF_FAILURE_VIEW = "falcon.api.csrf_failure"
 LOGIN_REDIRECT_URL = "/"

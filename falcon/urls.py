@@ -17,7 +17,8 @@ admin.site.site_header = "Falcon compliance console"
 admin.site.site_title = "Falcon"
 
 urlpatterns = [
-    path("", tenant_views.home, name="home"),
+    path("", include("dashboard.urls")),
+    path("account/", tenant_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("invitations/accept", tenant_views.invitation_accept_page, name="invitation-accept-page"),
     path("hooks/email/<str:public_id>", email_receive_http, name="webhook-email"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from rest_framework.request import Request
 
@@ -99,6 +100,12 @@ def tenant_context_resolve(request: Request) -> TenantContext:
 
     user = request.user
     assert isinstance(user, User)
+    return member_context(request, user, slug)
+
+
+def member_context(request: Any, user: User, slug: str) -> TenantContext:
+    """A signed-in member's context in the tenant ``slug`` (or their only tenant): the API names it
+    with a header, the dashboard remembers it in the session."""
     memberships = Membership.objects.select_related("tenant").filter(user=user)
     if slug:
         membership = memberships.filter(tenant__slug=slug).first()

@@ -30,6 +30,14 @@ class World:
     charlie: User
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _static_files(django_test_environment: None) -> None:
+    """The hashed static files the dashboard's pages name (collectstatic, once per test session)."""
+    from django.core.management import call_command
+
+    call_command("collectstatic", "--noinput", verbosity=0)
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

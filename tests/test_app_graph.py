@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LAYERS = ["falcon", "tenants", "connectors", "billing", "agents"]  # lowest first
+LAYERS = ["falcon", "tenants", "connectors", "billing", "agents", "dashboard"]  # lowest first
 WIRING = {"falcon/urls.py"}  # the URL map may import every app
 AGENT_DOMAINS = ["engine", "llm", "notifications", "prompts", "workflows", "runs", "triggers"]  # lowest first
 

@@ -12,7 +12,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-APPS = ("falcon", "tenants", "connectors", "billing", "agents")
+APPS = ("falcon", "tenants", "connectors", "billing", "agents", "dashboard")
 NETWORK_MODULES = {"httpx", "requests", "urllib", "socket", "smtplib", "psycopg", "pymysql", "litellm"}
 NETWORK_MODULES |= {"stripe", "aiohttp", "http"}
 OPENERS = {"Client", "AsyncClient", "request", "get", "post", "put", "patch", "delete", "stream", "urlopen"}

@@ -1,0 +1,20 @@
+"""Template filters of the dashboard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+
+register = template.Library()
+MAX_SHOWN_CHARS = 20_000
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """A payload as indented JSON (already redacted by the run log), long ones cut with a marker."""
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str, sort_keys=False)
+    if len(text) > MAX_SHOWN_CHARS:
+        return text[:MAX_SHOWN_CHARS] + f"\n… ({len(text) - MAX_SHOWN_CHARS:,} more characters)"
+    return text

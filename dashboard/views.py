@@ -1,0 +1,138 @@
+"""The dashboard's pages: they parse the request, check the role and object rights, call the same
+services as the API and render. Live parts poll with htmx and stop once a run has ended."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from agents.runs import services as run_services
+from agents.runs.models import Run, StepRun
+from dashboard.context import tenant_page
+from dashboard.selectors import overview, timeline, visible_agents, visible_runs
+from falcon.errors import Forbidden, NotFound
+from tenants.access import TenantContext
+from tenants.models import Membership
+from tenants.object_access import object_allows
+from tenants.permissions import Action
+
+RUN_FILTERS = ("agent", "status", "trigger")
+PAGE_SIZE = 50
+
+
+def _base(ctx: TenantContext, request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    tenants = Membership.objects.filter(user=ctx.user).select_related("tenant").order_by("tenant__slug")
+    return {"ctx": ctx, "tenants": [m.tenant for m in tenants], **extra}
+
+
+@tenant_page
+def overview_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
+    ctx.require(Action.RUNS_READ)
+    return render(request, "dashboard/overview.html", _base(ctx, request, **overview(ctx)))
+
+
+@tenant_page
+def agents_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
+    ctx.require(Action.AGENTS_READ)
+    agents = visible_agents(ctx).select_related("published_version").order_by("name")
+    query = request.GET.get("q", "").strip()[:100]
+    state = request.GET.get("state", "")
+    if query:
+        agents = agents.filter(name__icontains=query)
+    if state == "published":
+        agents = agents.filter(published_version__isnull=False, archived_at__isnull=True)
+    elif state == "draft":
+        agents = agents.filter(published_version__isnull=True, archived_at__isnull=True)
+    elif state == "archived":
+        agents = agents.filter(archived_at__isnull=False)
+    else:
+        agents = agents.filter(archived_at__isnull=True)
+    return render(
+        request,
+        "dashboard/agents.html",
+        _base(ctx, request, agents=list(agents[:200]), q=query, state=state),
+    )
+
+
+def _runs(ctx: TenantContext, request: HttpRequest) -> tuple[list[Run], dict[str, str]]:
+    runs = visible_runs(ctx).select_related("agent", "version").order_by("-created_at")
+    filters = {name: request.GET.get(name, "").strip()[:64] for name in RUN_FILTERS}
+    if filters["agent"]:
+        runs = runs.filter(agent__name__iexact=filters["agent"])
+    if filters["status"] in Run.Status.values:
+        runs = runs.filter(status=filters["status"])
+    if filters["trigger"] in Run.Trigger.values:
+        runs = runs.filter(trigger=filters["trigger"])
+    return list(runs[:PAGE_SIZE]), filters
+
+
+@tenant_page
+def runs_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
+    ctx.require(Action.RUNS_READ)
+    runs, filters = _runs(ctx, request)
+    template = "dashboard/_runs_table.html" if request.headers.get("HX-Request") else "dashboard/runs.html"
+    return render(
+        request,
+        template,
+        _base(
+            ctx, request, runs=runs, filters=filters, statuses=Run.Status.values, triggers=Run.Trigger.values
+        ),
+    )
+
+
+def _run_for(ctx: TenantContext, run_id: Any) -> Run:
+    run = visible_runs(ctx).select_related("agent", "version").filter(pk=run_id).first()
+    if run is None:
+        raise NotFound("No such run.")
+    return run
+
+
+@tenant_page
+def run_page(request: HttpRequest, ctx: TenantContext, run_id: Any) -> HttpResponse:
+    ctx.require(Action.RUNS_READ)
+    run = _run_for(ctx, run_id)
+    steps = list(StepRun.objects.filter(run=run).order_by("started_at", "key"))
+    children: dict[str, list[StepRun]] = {}
+    for s in steps:
+        if s.parent_key:
+            children.setdefault(s.parent_key, []).append(s)
+    body = {
+        "run": run,
+        "steps": [(s, children.get(s.key, [])) for s in steps if s.kind == StepRun.Kind.STEP],
+        "bars": timeline(run, steps),
+        "active": run.status not in Run.FINISHED,
+        "may_run": object_allows(ctx, Action.AGENTS_RUN, run.agent),
+    }
+    template = "dashboard/_run_body.html" if request.headers.get("HX-Request") else "dashboard/run.html"
+    return render(request, template, _base(ctx, request, **body))
+
+
+@require_POST
+@tenant_page
+def run_action(request: HttpRequest, ctx: TenantContext, run_id: Any, what: str) -> HttpResponse:
+    run = _run_for(ctx, run_id)
+    if not object_allows(ctx, Action.AGENTS_RUN, run.agent):
+        raise Forbidden("You may not run this agent.")
+    if what == "cancel":
+        run_services.run_cancel(run=run, actor=ctx.actor)
+    elif what == "rerun":
+        run = run_services.run_rerun(run=run, actor=ctx.actor)
+    elif what in ("approve", "reject"):
+        run_services.run_resume(
+            run=run,
+            decision=what == "approve",
+            comment=request.POST.get("comment", "")[:500],
+            actor=ctx.actor,
+        )
+    else:
+        raise NotFound()
+    return redirect("dashboard-run", run_id=run.pk)
+
+
+@require_http_methods(["GET"])
+@tenant_page
+def switch_tenant(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
+    return redirect("dashboard-overview")
