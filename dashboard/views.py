@@ -7,6 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_http_methods, require_POST
 
 from agents.runs import services as run_services
@@ -136,3 +137,8 @@ def run_action(request: HttpRequest, ctx: TenantContext, run_id: Any, what: str)
 @tenant_page
 def switch_tenant(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     return redirect("dashboard-overview")
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico on every page, allauth's too."""
+    return redirect(static("dashboard/favicon.svg"))

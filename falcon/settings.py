@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "whitenoise.runserver_nostatic",  # make run's server leaves static files to WhiteNoise (hashed names)
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from agents.triggers.webhooks import email_receive_http, webhook_receive
 from billing.webhooks import stripe_webhook
+from dashboard import views as dashboard_views
 from falcon import views
 from falcon.api import unknown_api_path
 from tenants import views as tenant_views
@@ -18,6 +19,7 @@ admin.site.site_title = "Falcon"
 
 urlpatterns = [
     path("", include("dashboard.urls")),
+    path("favicon.ico", dashboard_views.favicon, name="favicon"),
     path("account/", tenant_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("invitations/accept", tenant_views.invitation_accept_page, name="invitation-accept-page"),

@@ -17,6 +17,9 @@ from django.contrib.auth.models import Group
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from agents.runs.execution import run_execute
+from agents.runs.models import Run
+from agents.runs.services import run_start
 from agents.workflows.models import Agent
 from agents.workflows.services import agent_create, version_publish
 from billing.services import plan_set
@@ -70,6 +73,11 @@ class Command(BaseCommand):
                     created_by=owner,
                 )
             agent = _demo_agent(tenant, owner, actor)
+        if not Run.objects.filter(agent=agent).exists():
+            # A first run, so the dashboard opens on something real (the sandbox model: no network).
+            agent.refresh_from_db()
+            run, _ = run_start(agent=agent, input={"name": "Ada"}, actor=actor, enqueue=False)
+            run_execute(run.pk)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps({"password": password, "api_key": key}))
         path.chmod(0o600)
