@@ -3,6 +3,7 @@ services as the API and render. Live parts poll with htmx and stop once a run ha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
@@ -10,11 +11,13 @@ from django.shortcuts import redirect, render
 from django.templatetags.static import static
 from django.views.decorators.http import require_http_methods, require_POST
 
+from agents.engine.spec import spec_for_version
 from agents.runs import services as run_services
 from agents.runs.models import Run, StepRun
 from dashboard.context import tenant_page
 from dashboard.selectors import overview, timeline, visible_agents, visible_runs
-from falcon.errors import Forbidden, NotFound
+from falcon import jsonlimits
+from falcon.errors import FalconError, Forbidden, NotFound
 from tenants.access import TenantContext
 from tenants.models import Membership
 from tenants.object_access import object_allows
@@ -56,6 +59,108 @@ def agents_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         "dashboard/agents.html",
         _base(ctx, request, agents=list(agents[:200]), q=query, state=state),
     )
+
+
+@dataclass(frozen=True)
+class InputField:
+    """One field of the "Run now" form, generated from the agent's input schema."""
+
+    name: str
+    kind: str  # text | number | integer | checkbox | json
+    required: bool
+    description: str
+    value: str = ""
+    errors: tuple[str, ...] = ()
+
+
+def _input_fields(
+    schema: dict[str, Any], values: dict[str, str], errors: dict[str, list[str]]
+) -> list[InputField]:
+    required = set(schema.get("required") or [])
+    fields = []
+    for name, prop in (schema.get("properties") or {}).items():
+        kind = {"string": "text", "number": "number", "integer": "integer", "boolean": "checkbox"}.get(
+            str(prop.get("type")), "json"
+        )
+        fields.append(
+            InputField(
+                name,
+                kind,
+                name in required,
+                str(prop.get("description", "")),
+                values.get(name, ""),
+                tuple(errors.get(f"input.{name}", [])),
+            )
+        )
+    return fields
+
+
+def _parse_input(fields: list[InputField], form: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The run input from the form, and the fields that could not be read (before schema validation)."""
+    value: dict[str, Any] = {}
+    problems: dict[str, list[str]] = {}
+    for field in fields:
+        raw = form.get(field.name, "")
+        if field.kind == "checkbox":
+            value[field.name] = raw == "on"
+            continue
+        if raw == "" and not field.required:
+            continue
+        try:
+            if field.kind == "integer":
+                value[field.name] = int(raw)
+            elif field.kind == "number":
+                value[field.name] = float(raw)
+            elif field.kind == "json":
+                value[field.name] = jsonlimits.loads(raw) if raw else None
+            else:
+                value[field.name] = raw
+        except ValueError:
+            problems[f"input.{field.name}"] = [f"Not a valid {field.kind}."]
+    return value, problems
+
+
+@tenant_page
+def agent_page(request: HttpRequest, ctx: TenantContext, agent_id: Any) -> HttpResponse:
+    """An agent: its versions, and "Run now" with a form generated from the published input schema."""
+    agent = visible_agents(ctx).select_related("published_version").filter(pk=agent_id).first()
+    if agent is None:
+        raise NotFound("No such agent.")
+    ctx.require(Action.AGENTS_READ)
+    version = agent.published_version
+    schema = spec_for_version(version.pk, version.definition).inputs if version else {}
+    may_run = version is not None and object_allows(ctx, Action.AGENTS_RUN, agent)
+    errors: dict[str, list[str]] = {}
+    values: dict[str, str] = {}
+    if request.method == "POST":
+        if not may_run:
+            raise Forbidden("You may not run this agent.")
+        values = {k: str(v) for k, v in request.POST.items() if k != "csrfmiddlewaretoken"}
+        run_input, errors = _parse_input(_input_fields(schema, {}, {}), request.POST)
+        if not errors:
+            try:
+                run, _ = run_services.run_start(
+                    agent=agent, input=run_input, actor=ctx.actor, trigger=Run.Trigger.MANUAL
+                )
+                return redirect("dashboard-run", run_id=run.pk)
+            except FalconError as exc:
+                if not exc.fields:
+                    raise
+                errors = dict(exc.fields)
+    versions = list(agent.versions.select_related("created_by").order_by("-number")[:20])
+    recent = list(
+        visible_runs(ctx).filter(agent=agent).select_related("agent", "version").order_by("-created_at")[:10]
+    )
+    body = {
+        "agent": agent,
+        "versions": versions,
+        "fields": _input_fields(schema, values, errors),
+        "form_errors": [m for path, ms in errors.items() if not path.startswith("input.") for m in ms],
+        "may_run": may_run,
+        "runs": recent,
+    }
+    status = 400 if errors else 200
+    return render(request, "dashboard/agent.html", _base(ctx, request, **body), status=status)
 
 
 def _runs(ctx: TenantContext, request: HttpRequest) -> tuple[list[Run], dict[str, str]]:

@@ -69,8 +69,13 @@ class Watched:
         self.problems: list[str] = []
         self.expected: list[str] = []  # console errors a test causes on purpose (a 404 page)
         page.on("console", self._console)
-        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("requestfailed", self._failed)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+
+    def _failed(self, request: Any) -> None:
+        # ERR_ABORTED is the browser cancelling a request because the page navigated away, not a failure.
+        if "ERR_ABORTED" not in str(request.failure):
+            self.problems.append(f"failed: {request.url} {request.failure}")
 
     def _console(self, message: Any) -> None:
         if message.type == "error" and not any(text in message.text for text in self.expected):

@@ -70,3 +70,19 @@ def test_another_tenants_run_is_a_404_page_in_the_products_look(world, alice_cli
     assert response.status == 404
     expect(watched.page.get_by_role("heading", level=1)).to_have_text("Not found")
     watched.shot("not-found")
+
+
+def test_a_member_runs_an_agent_from_the_generated_form(
+    world, alice_client, celery_worker, llm, watched: Watched
+):
+    create_agent(alice_client, SLOW, name="greeter")
+    llm.enqueue(Reply(text="Hello from the model"))
+    sign_in(watched, "alice@a.example")
+    page = watched.page
+    page.get_by_role("link", name="Agents", exact=True).click()
+    page.get_by_role("link", name="greeter").click()
+    page.get_by_label("name").fill("Grace")
+    watched.shot("agent")
+    page.get_by_role("button", name="Run").click()
+    expect(page.get_by_test_id("run-status")).to_have_text("Succeeded", timeout=20_000)
+    expect(page.get_by_test_id("run-output")).to_contain_text("Hello from the model")

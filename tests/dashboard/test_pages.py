@@ -95,3 +95,46 @@ def test_list_pages_make_a_fixed_number_of_queries(world, alice_client, path):
     with CaptureQueriesContext(connection) as many:
         assert browser.get(path).status_code == 200
     assert len(many) == len(few), [q["sql"][:120] for q in many.captured_queries]
+
+
+TYPED = {
+    "inputs": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "description": "Who to greet"},
+            "times": {"type": "integer", "minimum": 1},
+            "loud": {"type": "boolean"},
+        },
+        "required": ["name", "times"],
+    },
+    "steps": [{"id": "s", "type": "transform", "value": "{{ input.name }} x{{ input.times }}"}],
+}
+
+
+def test_run_now_form_is_generated_from_the_input_schema_and_shows_errors_at_the_field(world, alice_client):
+    agent_id = create_agent(alice_client, TYPED, name="typed")
+    browser = browser_for(world.alice)
+    page = browser.get(f"/agents/{agent_id}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    for name in ("name", "times", "loud"):
+        assert f'name="{name}"' in html
+    assert "Who to greet" in html
+    bad = browser.post(f"/agents/{agent_id}/", {"name": "Ada", "times": "many"})
+    assert bad.status_code == 400
+    assert b'id="e-times"' in bad.content
+    assert b"Not a valid integer" in bad.content
+    schema_bad = browser.post(f"/agents/{agent_id}/", {"name": "Ada", "times": "0"})
+    assert schema_bad.status_code == 400
+    assert b'id="e-times"' in schema_bad.content  # the schema's problem lands at its field
+    good = browser.post(f"/agents/{agent_id}/", {"name": "Ada", "times": "2", "loud": "on"})
+    assert good.status_code == 302
+    run = alice_client.get("/api/v1/runs/").json()["results"][0]
+    assert good["Location"] == f"/runs/{run['id']}/"
+    detail = alice_client.get(f"/api/v1/runs/{run['id']}").json()
+    assert detail["input"] == {"name": "Ada", "times": 2, "loud": True}
+    assert detail["trigger"] == "manual"
+    # A viewer sees the agent but no form, and cannot post one.
+    viewer = browser_for(world.bob)
+    assert b'type="submit">Run' not in viewer.get(f"/agents/{agent_id}/").content
+    assert viewer.post(f"/agents/{agent_id}/", {"name": "x", "times": "1"}).status_code == 403
