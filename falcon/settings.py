@@ -8,6 +8,7 @@ real deployment sets ``DATABASE_URL`` and then must provide its secrets explicit
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import secrets
 import sys
@@ -203,7 +204,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise looks for it when the app starts
+with contextlib.suppress(OSError):  # WhiteNoise looks for it when the app starts (read-only disks: skip)
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Hashed, compressed file names (collectstatic builds the manifest; make run and the tests run it).
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
