@@ -111,9 +111,13 @@ def watched(browser: Browser, live_app: str) -> Iterator[Watched]:
     assert result.problems == [], result.problems
 
 
-def sign_in(watched: Watched, email: str, password: str = "correct horse battery staple") -> None:
+def sign_in(
+    watched: Watched, email: str, password: str = "correct horse battery staple", *, shot: bool = False
+) -> None:
     page = watched.page
     page.goto("/accounts/login/")
+    if shot:
+        watched.shot("sign-in")
     page.fill("input[name=login]", email)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")

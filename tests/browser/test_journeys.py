@@ -32,7 +32,7 @@ def test_owner_signs_in_sees_the_overview_and_watches_a_run_finish(
         f"/api/v1/agents/{agent_id}/runs", {"input": {"name": "Ada"}}, format="json"
     ).json()
 
-    sign_in(watched, "alice@a.example")
+    sign_in(watched, "alice@a.example", shot=True)
     page = watched.page
     expect(page.get_by_role("heading", level=1)).to_contain_text("Tenant A")
     expect(page.get_by_role("link", name="greeter").first).to_be_visible()
