@@ -31,6 +31,7 @@ from agents.engine.spec import (
     MapStep,
     PromptRef,
     RetryPolicy,
+    SendStep,
     TransformStep,
     WaitStep,
     WorkflowSpec,
@@ -334,6 +335,14 @@ class Runner:
                     "timeout_s": self._timeout(step),
                 }
                 return operation, self.hooks.call_connector("db_query", step.connector, operation)
+            if isinstance(step, SendStep):
+                # A message is sent once unless the author asks for retries (a resend is a duplicate).
+                message = {
+                    name: templates.render(getattr(step, name), context)
+                    for name in ("to", "subject", "body", "text")
+                    if getattr(step, name) is not None
+                }
+                return message, self.hooks.call_connector("send", step.connector, message)
         except templates.TemplateError as exc:
             raise StepFailure(f"template error: {exc}", code=exc.code) from exc
         except JMESPathError as exc:

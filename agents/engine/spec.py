@@ -142,6 +142,17 @@ class DbQueryStep(_StepBase):
     params: list[Any] | dict[str, Any] = Field(default_factory=list)
 
 
+class SendStep(_StepBase):
+    """A message through a messaging connector (``smtp``: to/subject/body; ``slack_webhook``: text)."""
+
+    type: Literal["send"]
+    connector: str
+    to: str | list[str] | None = Field(None, description="E-mail recipients (templates).")
+    subject: str | None = None
+    body: str | None = Field(None, description="The e-mail body (template).")
+    text: str | None = Field(None, description="The chat message (template).")
+
+
 class TransformStep(_StepBase):
     type: Literal["transform"]
     value: Any = Field(None, description="A template string, or a mapping/list whose strings are templates.")
@@ -175,7 +186,7 @@ class WaitStep(_StepBase):
 
 
 Step = Annotated[
-    LlmStep | AgentStep | HttpStep | DbQueryStep | TransformStep | BranchStep | MapStep | WaitStep,
+    LlmStep | AgentStep | HttpStep | DbQueryStep | SendStep | TransformStep | BranchStep | MapStep | WaitStep,
     Field(discriminator="type"),
 ]
 MapStep.model_rebuild()

@@ -19,13 +19,14 @@ from agents.engine.spec import (
     LlmStep,
     MapStep,
     PromptRef,
+    SendStep,
     Step,
     TransformStep,
     WaitStep,
     WorkflowSpec,
 )
 
-STEP_TYPES = ("llm", "agent", "http", "db_query", "transform", "branch", "map", "wait")
+STEP_TYPES = ("llm", "agent", "http", "db_query", "send", "transform", "branch", "map", "wait")
 Check = Callable[[str], str | None]
 
 
@@ -155,6 +156,8 @@ def _templates_of(step: Any) -> list[tuple[str, Any, bool]]:
         ]
     elif isinstance(step, DbQueryStep):
         fields.append(("params", step.params, False))
+    elif isinstance(step, SendStep):
+        fields += [(name, getattr(step, name), False) for name in ("to", "subject", "body", "text")]
     elif isinstance(step, BranchStep):
         fields += [(f"cases[{i}].when", case.when, True) for i, case in enumerate(step.cases)]
     elif isinstance(step, MapStep):
@@ -260,7 +263,9 @@ def _check_externals(step: Any, here: str, problems: list[Problem], checks: dict
         and (error := prompt_check(step.prompt.name))
     ):
         problems.append(Problem(f"{here}.prompt", error, "unknown_prompt"))
-    connector = step.connector if isinstance(step, LlmStep | AgentStep | HttpStep | DbQueryStep) else None
+    connector = (
+        step.connector if isinstance(step, LlmStep | AgentStep | HttpStep | DbQueryStep | SendStep) else None
+    )
     if connector and connector_check and (error := connector_check(connector)):
         problems.append(Problem(f"{here}.connector", error, "unknown_connector"))
     if isinstance(step, AgentStep):

@@ -162,3 +162,48 @@ def test_agent_posts_to_slack_through_a_tool(world, alice_client, celery_worker,
         assert "XXXXSECRETXXXX" not in str(run)
     finally:
         slack.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_send_steps_post_to_slack_and_mail_once(world, alice_client, celery_worker, loopback_allowed):
+    slack, sink = HttpApiServer(), SmtpSink()
+    try:
+        for body in (
+            {"name": "team", "kind": "slack_webhook", "secrets": {"url": f"{slack.base}/hooks/SECRET1234"}},
+            {
+                "name": "mail",
+                "kind": "smtp",
+                "config": {
+                    "host": "127.0.0.1",
+                    "port": sink.port,
+                    "tls": "none",
+                    "from_address": "b@a.example",
+                },
+            },
+        ):
+            assert alice_client.post("/api/v1/connectors/", body, format="json").status_code == 201
+        definition = {
+            "steps": [
+                {"id": "chat", "type": "send", "connector": "team", "text": "Hello {{ input.who }}"},
+                {
+                    "id": "email",
+                    "type": "send",
+                    "connector": "mail",
+                    "to": "{{ input.who }}@a.example",
+                    "subject": "Report for {{ input.who }}",
+                    "body": "All good.",
+                },
+            ]
+        }
+        agent_id = create_agent(alice_client, definition, name="sender")
+        run = run_now(alice_client, agent_id, {"who": "ops"})
+        assert run["status"] == "succeeded", run
+        assert b'"text": "Hello ops"' in slack.received[-1]["body"]
+        assert sink.received[-1]["To"] == "ops@a.example"
+        assert sink.received[-1]["Subject"] == "Report for ops"
+        assert steps_of(run, "step")[1]["output"] == {"sent_to": ["ops@a.example"], "refused": []}
+        assert len(slack.received) == 1
+        assert len(sink.received) == 1
+    finally:
+        slack.stop()
+        sink.stop()
