@@ -8,12 +8,13 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponseBase
 from django.shortcuts import render
 
 from falcon.errors import FalconError
 from tenants.access import TenantContext, member_context
 from tenants.models import Membership, User
+from tenants.permissions import Action
 
 SESSION_KEY = "falcon_tenant"
 
@@ -34,12 +35,24 @@ def page_context(request: HttpRequest) -> TenantContext:
     return ctx
 
 
-def tenant_page(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def frame(ctx: TenantContext, **extra: Any) -> dict[str, Any]:
+    """What every page's frame needs (the tenant switcher), plus the page's own values."""
+    tenants = Membership.objects.filter(user=ctx.user).select_related("tenant").order_by("tenant__slug")
+    may = {
+        "audit": ctx.allows(Action.AUDIT_READ),
+        "build": ctx.allows(Action.AGENTS_BUILD),
+        "billing": ctx.allows(Action.BILLING_READ),
+        "members": ctx.allows(Action.MEMBERS_READ),
+    }
+    return {"ctx": ctx, "tenants": [m.tenant for m in tenants], "may": may, **extra}
+
+
+def tenant_page(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """A signed-in page in the member's current tenant; refusals render as pages in the product's look."""
 
     @login_required
     @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
             ctx = page_context(request)
             return view(request, ctx, *args, **kwargs)

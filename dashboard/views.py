@@ -14,28 +14,25 @@ from django.views.decorators.http import require_http_methods, require_POST
 from agents.engine.spec import spec_for_version
 from agents.runs import services as run_services
 from agents.runs.models import Run, StepRun
-from dashboard.context import tenant_page
+from agents.triggers.models import Trigger
+from agents.workflows.models import AgentWatcher
+from dashboard.context import frame, tenant_page
 from dashboard.selectors import overview, timeline, visible_agents, visible_runs
 from falcon import jsonlimits
 from falcon.errors import FalconError, Forbidden, NotFound
 from tenants.access import TenantContext
 from tenants.models import Membership
-from tenants.object_access import object_allows
+from tenants.object_access import RIGHTS, object_allows, rights_listing
 from tenants.permissions import Action
 
 RUN_FILTERS = ("agent", "status", "trigger")
 PAGE_SIZE = 50
 
 
-def _base(ctx: TenantContext, request: HttpRequest, **extra: Any) -> dict[str, Any]:
-    tenants = Membership.objects.filter(user=ctx.user).select_related("tenant").order_by("tenant__slug")
-    return {"ctx": ctx, "tenants": [m.tenant for m in tenants], **extra}
-
-
 @tenant_page
 def overview_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     ctx.require(Action.RUNS_READ)
-    return render(request, "dashboard/overview.html", _base(ctx, request, **overview(ctx)))
+    return render(request, "dashboard/overview.html", frame(ctx, **overview(ctx)))
 
 
 @tenant_page
@@ -57,7 +54,13 @@ def agents_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     return render(
         request,
         "dashboard/agents.html",
-        _base(ctx, request, agents=list(agents[:200]), q=query, state=state),
+        frame(
+            ctx,
+            agents=list(agents[:200]),
+            q=query,
+            state=state,
+            may_build=ctx.allows(Action.AGENTS_BUILD),
+        ),
     )
 
 
@@ -151,16 +154,27 @@ def agent_page(request: HttpRequest, ctx: TenantContext, agent_id: Any) -> HttpR
     recent = list(
         visible_runs(ctx).filter(agent=agent).select_related("agent", "version").order_by("-created_at")[:10]
     )
+    members = list(
+        Membership.objects.filter(tenant=ctx.tenant).select_related("user").order_by("user__email")
+    )
+    watching = set(AgentWatcher.objects.filter(agent=agent).values_list("user_id", flat=True))
     body = {
         "agent": agent,
         "versions": versions,
+        "may_build": object_allows(ctx, Action.AGENTS_BUILD, agent),
+        "may_publish": object_allows(ctx, Action.AGENTS_PUBLISH, agent),
+        "may_manage_rights": ctx.allows(Action.MEMBERS_MANAGE),
+        "rights": rights_listing(agent) if ctx.allows(Action.MEMBERS_READ) else [],
+        "all_rights": RIGHTS,
+        "watchers": [(m.user, m.user_id in watching) for m in members],
+        "triggers": list(Trigger.objects.filter(agent=agent).order_by("created_at")),
         "fields": _input_fields(schema, values, errors),
         "form_errors": [m for path, ms in errors.items() if not path.startswith("input.") for m in ms],
         "may_run": may_run,
         "runs": recent,
     }
     status = 400 if errors else 200
-    return render(request, "dashboard/agent.html", _base(ctx, request, **body), status=status)
+    return render(request, "dashboard/agent.html", frame(ctx, **body), status=status)
 
 
 def _runs(ctx: TenantContext, request: HttpRequest) -> tuple[list[Run], dict[str, str]]:
@@ -183,9 +197,7 @@ def runs_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     return render(
         request,
         template,
-        _base(
-            ctx, request, runs=runs, filters=filters, statuses=Run.Status.values, triggers=Run.Trigger.values
-        ),
+        frame(ctx, runs=runs, filters=filters, statuses=Run.Status.values, triggers=Run.Trigger.values),
     )
 
 
@@ -213,7 +225,7 @@ def run_page(request: HttpRequest, ctx: TenantContext, run_id: Any) -> HttpRespo
         "may_run": object_allows(ctx, Action.AGENTS_RUN, run.agent),
     }
     template = "dashboard/_run_body.html" if request.headers.get("HX-Request") else "dashboard/run.html"
-    return render(request, template, _base(ctx, request, **body))
+    return render(request, template, frame(ctx, **body))
 
 
 @require_POST

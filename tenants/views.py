@@ -45,5 +45,6 @@ def invitation_accept_page(request: HttpRequest) -> HttpResponse:
                 request, "invitation_accept.html", {"token": token, "error": exc.message}, status=400
             )
         messages.success(request, f"You joined {membership.tenant.name} as {membership.role}.")
-        return redirect("home")
+        request.session["falcon_tenant"] = membership.tenant.slug  # the dashboard opens in it
+        return redirect("/")
     return render(request, "invitation_accept.html", {"token": token})

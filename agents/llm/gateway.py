@@ -30,6 +30,8 @@ from falcon.redaction import public_error
 logger = logging.getLogger(__name__)
 _import_lock = threading.Lock()
 SANDBOX_LABEL = "[sandbox] "
+# Any sandbox/<name> works; these are the names offered (the gallery's templates use the first).
+SANDBOX_MODELS = ("sandbox/assistant", "sandbox/echo")
 ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
 

@@ -602,3 +602,41 @@ def trigger_events_prune(tenant_id: Any, cutoff: datetime) -> dict[str, int]:
 def triggers_pause_for_plan(tenant_id: Any, actor: Actor, reason: str) -> str:
     """Billing's downgrade hook: pauses every enabled trigger and says how many."""
     return f"{triggers_pause(tenant_id=tenant_id, actor=actor, reason=reason)} trigger(s) were paused."
+
+
+def schedule_preview(
+    config: dict[str, Any], *, count: int = 5, now: datetime | None = None
+) -> list[datetime]:
+    """The next ``count`` firings of a schedule config (validate it first), in its time zone.
+
+    Cron fields are read with Celery's parser (what beat runs); a day matches when both its day of
+    the month and its day of the week do, as in Celery.
+    """
+    zone = zoneinfo.ZoneInfo(str(config.get("timezone") or "UTC"))
+    start = (now or timezone.now()).astimezone(zone)
+    if "interval_s" in config:
+        step = timedelta(seconds=int(config["interval_s"]))
+        return [start + step * k for k in range(1, count + 1)]
+    minute, hour, dom, month, dow = str(config["cron"]).split()
+    minutes = sorted(crontab_parser(60).parse(minute))
+    hours = sorted(crontab_parser(24).parse(hour))
+    days = crontab_parser(31, 1).parse(dom)
+    months = crontab_parser(12, 1).parse(month)
+    weekdays = crontab_parser(7).parse(dow)
+    found: list[datetime] = []
+    day = start.date()
+    for _ in range(366 * 5):  # a valid cron fires within a few years (29 February)
+        if day.day in days and day.month in months and (day.isoweekday() % 7) in weekdays:
+            for h, m in itertools.product(hours, minutes):
+                moment = datetime(day.year, day.month, day.day, h, m, tzinfo=zone)
+                if moment > start:
+                    found.append(moment)
+                    if len(found) == count:
+                        return found
+        day += timedelta(days=1)
+    return found
+
+
+def schedule_config_check(config: dict[str, Any], tenant_id: Any) -> dict[str, Any]:
+    """A schedule config as it would be stored (raises ``InvalidInput`` at its field)."""
+    return _validate_config(Trigger.Kind.SCHEDULE, config, tenant_id)

@@ -18,3 +18,15 @@ def pretty_json(value: Any) -> str:
     if len(text) > MAX_SHOWN_CHARS:
         return text[:MAX_SHOWN_CHARS] + f"\n… ({len(text) - MAX_SHOWN_CHARS:,} more characters)"
     return text
+
+
+@register.filter
+def get(mapping: Any, key: Any) -> Any:
+    """``mapping|get:key`` — a dict lookup with a variable key."""
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+@register.filter
+def humanize_field(name: str) -> str:
+    """``max_tokens`` -> ``Max tokens``."""
+    return str(name).replace("_", " ").replace(".", " ").strip().capitalize()

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import csv
-import json
-from collections.abc import Iterator
 from typing import Any, cast
 
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django.utils import timezone
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, status
 from rest_framework.decorators import action
@@ -41,7 +37,7 @@ from tenants.api.serializers import (
     TenantUpdateSerializer,
     TenantWithRoleSerializer,
 )
-from tenants.audit import event_fields
+from tenants.audit_export import audit_export_response, audit_filter
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, User
 from tenants.permissions import Action
 from tenants.selectors import tenants_with_role
@@ -247,60 +243,6 @@ class AuditCursorPagination(CursorPagination):
     max_page_size = 500
 
 
-def _audit_filter(queryset: QuerySet[AuditEvent], params: dict[str, Any]) -> QuerySet[AuditEvent]:
-    if "actor" in params:
-        queryset = queryset.filter(actor_id=params["actor"])
-    if "actor_type" in params:
-        queryset = queryset.filter(actor_type=params["actor_type"])
-    if "action" in params:
-        action_name = params["action"]
-        if action_name.endswith(".*"):
-            queryset = queryset.filter(action__startswith=action_name[:-1])
-        else:
-            queryset = queryset.filter(action=action_name)
-    if "target_type" in params:
-        queryset = queryset.filter(target_type=params["target_type"])
-    if "target_id" in params:
-        queryset = queryset.filter(target_id=params["target_id"])
-    if "since" in params:
-        queryset = queryset.filter(occurred_at__gte=params["since"])
-    if "until" in params:
-        queryset = queryset.filter(occurred_at__lt=params["until"])
-    return queryset
-
-
-class _Echo:
-    """A file-like object whose ``write`` hands the line back, for streaming ``csv.writer`` output."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
-def _export_row(event: AuditEvent) -> dict[str, Any]:
-    """The hashed fields plus the hash: enough to re-verify the chain outside Falcon."""
-    return {**event_fields(event), "hash": event.hash}
-
-
-_EXPORT_COLUMNS = [
-    "tenant",
-    "seq",
-    "id",
-    "occurred_at",
-    "actor_type",
-    "actor_id",
-    "actor_label",
-    "action",
-    "target_type",
-    "target_id",
-    "changes",
-    "ip",
-    "user_agent",
-    "request_id",
-    "prev_hash",
-    "hash",
-]
-
-
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])
 class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = AuditEvent.objects.all()
@@ -313,7 +255,7 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
             return queryset
         params = AuditEventFilterSerializer(data=self.request.query_params)
         params.is_valid(raise_exception=True)
-        return _audit_filter(queryset, params.validated_data)
+        return audit_filter(queryset, params.validated_data)
 
     @extend_schema(parameters=[AuditEventFilterSerializer])
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -331,21 +273,4 @@ class AuditEventViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, Tenant
         params.is_valid(raise_exception=True)
         fmt = params.validated_data.pop("format")
         scoped = cast("QuerySet[AuditEvent]", self.get_queryset())
-        events = _audit_filter(scoped, params.validated_data).order_by("seq")
-        rows = (_export_row(event) for event in events.iterator(chunk_size=2000))
-        stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
-        filename = f"audit-{self.ctx.tenant.slug}-{stamp}.{fmt}"
-        if fmt == "csv":
-            writer = csv.DictWriter(_Echo(), fieldnames=_EXPORT_COLUMNS)
-
-            def csv_lines() -> Iterator[str]:
-                yield writer.writeheader()
-                for row in rows:
-                    yield writer.writerow({**row, "changes": json.dumps(row["changes"], sort_keys=True)})
-
-            response = StreamingHttpResponse(csv_lines(), content_type="text/csv; charset=utf-8")
-        else:
-            lines = (json.dumps(row, sort_keys=True, default=str) + "\n" for row in rows)
-            response = StreamingHttpResponse(lines, content_type="application/jsonl; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return audit_export_response(self.ctx.tenant, audit_filter(scoped, params.validated_data), fmt)

@@ -354,3 +354,23 @@ def test_malformed_signatures_are_401_and_a_flood_is_cut_before_verification(wor
     assert statuses.count(429) == 11
     refused = TriggerEvent.objects.filter(trigger_id=header["id"], accepted=False)
     assert [(e.code, e.count) for e in refused] == [("bad_signature", 60)]
+
+
+def test_schedule_preview_lists_the_next_five_firings_in_the_time_zone():
+    from datetime import UTC, datetime
+
+    from agents.triggers.services import schedule_preview
+
+    now = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)  # a Friday
+    weekdays_9am = schedule_preview({"cron": "0 9 * * 1-5", "timezone": "Europe/Paris"}, now=now)
+    assert [t.isoformat() for t in weekdays_9am] == [
+        "2026-11-30T09:00:00+01:00",
+        "2026-12-01T09:00:00+01:00",
+        "2026-12-02T09:00:00+01:00",
+        "2026-12-03T09:00:00+01:00",
+        "2026-12-04T09:00:00+01:00",
+    ]
+    quarter_hours = schedule_preview({"cron": "*/15 * * * *", "timezone": "UTC"}, now=now, count=2)
+    assert [t.minute for t in quarter_hours] == [15, 30]
+    every_hour = schedule_preview({"interval_s": 3600}, now=now, count=2)
+    assert [t.hour for t in every_hour] == [11, 12]

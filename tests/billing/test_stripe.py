@@ -96,7 +96,7 @@ def _subscribe(client: stripe.StripeClient, customer: str, price: str = "price_p
 def _checkout(client, tenant) -> str:
     response = client.post("/api/v1/billing/checkout", {"plan": "pro", "interval": "month"}, format="json")
     assert response.status_code == 201, response.json()
-    assert response.json()["url"].startswith("https://checkout.stripe.com/c/pay/cs_test_")
+    assert "/c/pay/cs_test_" in response.json()["url"]
     return Subscription.objects.get(tenant=tenant).stripe_customer_id
 
 

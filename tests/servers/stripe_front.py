@@ -127,6 +127,18 @@ def _handler(servers: StripeServers) -> type[BaseHTTPRequestHandler]:
             return self.rfile.read(length) if length else b""
 
         def do_GET(self) -> None:
+            if self.path.startswith("/c/pay/"):
+                session_id = self.path.rsplit("/", 1)[1]
+                session = next((s for s in servers.checkout_sessions if s["id"] == session_id), None)
+                price = session["line_items_price"] if session else "unknown session"
+                page = f"<!doctype html><title>Checkout</title><h1>Stripe Checkout (local)</h1><p>{price}</p>"
+                data = page.encode()
+                self.send_response(200 if session else 404)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+                return
             self._proxy("GET", b"")
 
         def do_DELETE(self) -> None:
@@ -151,7 +163,8 @@ def _handler(servers: StripeServers) -> type[BaseHTTPRequestHandler]:
                     "payment_status": "unpaid",
                     "created": now,
                     "livemode": False,
-                    "url": f"https://checkout.stripe.com/c/pay/{session_id}",
+                    # Stripe hosts this page; the front serves a stand-in so a browser can reach it.
+                    "url": f"{servers.base}/c/pay/{session_id}",
                     "line_items_price": form.get("line_items[0][price]"),
                     "metadata": {"falcon_tenant": form.get("metadata[falcon_tenant]")},
                 }
