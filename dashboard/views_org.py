@@ -72,11 +72,19 @@ def usage_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     metrics = [
         {"name": name.replace("_", " "), **values, "percent": _percent(values["used"], values["limit"])}
         for name, values in usage["metrics"].items()
+        if "used" in values
+    ]
+    settings_limits = [
+        (name.replace("_", " "), values["limit"])
+        for name, values in usage["metrics"].items()
+        if "used" not in values
     ]
     since = timezone.now() - timedelta(days=30)
     body = {
         "plan": billing_services.subscription_state(ctx.tenant),
         "metrics": metrics,
+        "settings_limits": settings_limits,
+        "features": usage["features"],
         "charts": daily_usage(ctx.tenant, since),
         "plans": [p for code, p in PLANS.items() if code != "free"],
         "may_manage": ctx.allows(Action.BILLING_MANAGE),

@@ -113,6 +113,7 @@ def prompt_page(request: HttpRequest, ctx: TenantContext, prompt_id: Any) -> Htt
     may_publish = object_allows(ctx, Action.PROMPTS_PUBLISH, prompt)
     errors: dict[str, list[str]] = {}
     rendered = None
+    status = 200
     form = request.POST if request.method == "POST" else {}
     if request.method == "POST":
         try:
@@ -121,10 +122,9 @@ def prompt_page(request: HttpRequest, ctx: TenantContext, prompt_id: Any) -> Htt
                 rendered = outcome
             else:
                 return redirect("dashboard-prompt", prompt_id=prompt.pk)
-        except FalconError as exc:
-            if exc.status_code == 403:
-                raise
+        except FalconError as exc:  # four eyes, a wrong state, a bad field: said on the page
             errors = dict(exc.fields) or {"": [exc.message]}
+            status = exc.status_code
     versions = list(prompt.versions.select_related("author", "reviewed_by").order_by("-number"))
     labels = list(PromptLabel.objects.filter(prompt=prompt).select_related("version").order_by("name"))
     history = list(prompt.label_moves.select_related().order_by("-moved_at")[:30])
@@ -148,7 +148,7 @@ def prompt_page(request: HttpRequest, ctx: TenantContext, prompt_id: Any) -> Htt
         "used_by": _used_by(ctx, prompt),
         "four_eyes": ctx.tenant.prompt_four_eyes,
     }
-    return render(request, "dashboard/prompt.html", frame(ctx, **body), status=400 if errors else 200)
+    return render(request, "dashboard/prompt.html", frame(ctx, **body), status=status)
 
 
 def _prompt_action(

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.core import exceptions as django_exceptions
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
 from django.views.csrf import csrf_failure as default_csrf_failure
 from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions as drf_exceptions
@@ -92,6 +93,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     )
 
 
+MACHINE_PREFIXES = ("/api/", "/hooks/", "/billing/")
+
+
 def _json_error_view(status: int, code: str, message: str) -> Any:
     def view(request: HttpRequest, exception: Exception | None = None) -> JsonResponse:
         return json_error(status, code, message)
@@ -99,13 +103,30 @@ def _json_error_view(status: int, code: str, message: str) -> Any:
     return view
 
 
-# Django-level handlers (URLs no API view matched, middleware failures): same shape as the API.
-handler400 = _json_error_view(400, "bad_request", "The request could not be understood.")
-handler403 = _json_error_view(403, "permission_denied", "You do not have permission to perform this action.")
-handler404 = _json_error_view(404, "not_found", "Not found.")
+def wants_html(request: HttpRequest) -> bool:
+    """A person's browser on a page path (not the API, hooks or Stripe's webhook): answer with a page."""
+    if request.path.startswith(MACHINE_PREFIXES):
+        return False
+    return "text/html" in request.headers.get("Accept", "")
+
+
+def _error_view(status: int, code: str, message: str) -> Any:
+    """Django-level refusals: JSON in the API's shape for programs, the product's error page for people."""
+
+    def view(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+        if wants_html(request):
+            return render(request, "error.html", {"status": status, "message": message}, status=status)
+        return json_error(status, code, message)
+
+    return view
+
+
+# Django-level handlers (URLs no view matched, middleware failures).
+handler400 = _error_view(400, "bad_request", "The request could not be understood.")
+handler403 = _error_view(403, "permission_denied", "You do not have permission to perform this action.")
+handler404 = _error_view(404, "not_found", "Not found.")
 # Unknown paths under the machine-facing prefixes, whatever the method: no CSRF page for a POST.
 unknown_api_path = csrf_exempt(_json_error_view(404, "not_found", "Not found."))
-MACHINE_PREFIXES = ("/api/", "/hooks/", "/billing/")
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
@@ -115,7 +136,17 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return default_csrf_failure(request, reason=reason)
 
 
-def handler500(request: HttpRequest) -> JsonResponse:
+def handler500(request: HttpRequest) -> HttpResponse:
+    if wants_html(request):
+        # A plain template with no context processors' queries: the database may be what failed.
+        page = (
+            "<!doctype html><html lang=en><meta charset=utf-8><title>Error · Falcon</title>"
+            "<link rel=icon href=data:,><body style='font-family:system-ui;margin:3rem auto;max-width:36rem'>"
+            "<h1>Something went wrong on our side</h1><p>The error was recorded (request id "
+            f"{current_request_id()}). Please try again; if it persists, tell us the id.</p>"
+            "<p><a href='/'>Back to the overview</a></p></body></html>"
+        )
+        return HttpResponse(page, status=500)
     return JsonResponse(
         error_body("internal_error", f"An unexpected error occurred (request id {current_request_id()})."),
         status=500,

@@ -138,3 +138,28 @@ def test_run_now_form_is_generated_from_the_input_schema_and_shows_errors_at_the
     viewer = browser_for(world.bob)
     assert b'type="submit">Run' not in viewer.get(f"/agents/{agent_id}/").content
     assert viewer.post(f"/agents/{agent_id}/", {"name": "x", "times": "1"}).status_code == 403
+
+
+def test_unknown_pages_are_the_products_404_for_browsers_and_json_for_programs(world):
+    browser = browser_for(world.alice)
+    page = browser.get("/no/such/page/", HTTP_ACCEPT="text/html,application/xhtml+xml")
+    assert page.status_code == 404
+    assert b"<h1>Not found</h1>" in page.content
+    assert b"app." in page.content  # the product's stylesheet
+    api = browser.get("/api/v1/no-such-thing", HTTP_ACCEPT="text/html")
+    assert api.status_code == 404
+    assert api.json()["error"]["code"] == "not_found"
+    assert browser.get("/no/such/page/").json()["error"]["code"] == "not_found"
+
+
+def test_a_500_in_a_page_is_the_products_error_page_and_json_for_the_api():
+    from django.test import RequestFactory
+
+    from falcon.api import handler500
+
+    page = handler500(RequestFactory().get("/agents/", HTTP_ACCEPT="text/html"))
+    assert page.status_code == 500
+    assert b"Something went wrong on our side" in page.content
+    api = handler500(RequestFactory().get("/api/v1/agents/", HTTP_ACCEPT="text/html"))
+    assert api.status_code == 500
+    assert api["Content-Type"].startswith("application/json")
