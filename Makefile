@@ -76,6 +76,7 @@ bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.io_concurrency
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.webhooks
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.quota
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.dashboard_pages
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

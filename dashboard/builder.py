@@ -25,6 +25,9 @@ STRUCTURAL = {"branch": ("cases", "default"), "map": ("steps",)}
 LONG_TEXT = {"system", "prompt", "sql", "body", "text", "jmespath"}
 INPUT_TYPES = ("string", "number", "integer", "boolean", "object", "array")
 RETRY_FIELDS = ("max_attempts", "backoff_s", "max_backoff_s")
+# Shown on every step card; a type's other optional fields fold under "More options".
+PRIMARY = {"model", "system", "prompt", "connector", "method", "path", "sql", "to", "subject", "body", "text",
+           "value", "items", "approval", "duration_s", "tools", "agent"}  # fmt: skip
 
 
 @cache
@@ -321,6 +324,18 @@ class StepView:
     default: BoundField | None = None
     substeps: list[StepView] = field(default_factory=list)
     sub_prefix: str = ""
+
+    @property
+    def primary(self) -> list[BoundField]:
+        return [f for f in self.fields if f.spec.required or f.spec.name in PRIMARY]
+
+    @property
+    def more(self) -> list[BoundField]:
+        return [f for f in self.fields if not (f.spec.required or f.spec.name in PRIMARY)]
+
+    @property
+    def more_open(self) -> bool:
+        return any(f.errors or f.value or f.checked or f.extra for f in self.more)
 
     @property
     def advanced_open(self) -> bool:

@@ -4,11 +4,13 @@ services as the API and render. Live parts poll with htmx and stop once a run ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.templatetags.static import static
+from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
 from agents.engine.spec import spec_for_version
@@ -25,7 +27,13 @@ from tenants.models import Membership
 from tenants.object_access import RIGHTS, object_allows, rights_listing
 from tenants.permissions import Action
 
-RUN_FILTERS = ("agent", "status", "trigger")
+RUN_FILTERS = ("agent", "status", "trigger", "within")
+WITHIN = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 PAGE_SIZE = 50
 
 
@@ -81,7 +89,10 @@ def _input_fields(
 ) -> list[InputField]:
     required = set(schema.get("required") or [])
     fields = []
-    for name, prop in (schema.get("properties") or {}).items():
+    # Required fields first, in the schema's "required" order (JSONB does not keep key order).
+    order = {name: i for i, name in enumerate(schema.get("required") or [])}
+    properties = sorted((schema.get("properties") or {}).items(), key=lambda kv: order.get(kv[0], len(order)))
+    for name, prop in properties:
         kind = {"string": "text", "number": "number", "integer": "integer", "boolean": "checkbox"}.get(
             str(prop.get("type")), "json"
         )
@@ -186,6 +197,8 @@ def _runs(ctx: TenantContext, request: HttpRequest) -> tuple[list[Run], dict[str
         runs = runs.filter(status=filters["status"])
     if filters["trigger"] in Run.Trigger.values:
         runs = runs.filter(trigger=filters["trigger"])
+    if filters["within"] in WITHIN:
+        runs = runs.filter(created_at__gte=timezone.now() - WITHIN[filters["within"]])
     return list(runs[:PAGE_SIZE]), filters
 
 
@@ -197,7 +210,19 @@ def runs_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     return render(
         request,
         template,
-        frame(ctx, runs=runs, filters=filters, statuses=Run.Status.values, triggers=Run.Trigger.values),
+        frame(
+            ctx,
+            runs=runs,
+            filters=filters,
+            statuses=Run.Status.values,
+            triggers=Run.Trigger.values,
+            windows=[
+                ("1h", "last hour"),
+                ("24h", "last 24 hours"),
+                ("7d", "last 7 days"),
+                ("30d", "last 30 days"),
+            ],
+        ),
     )
 
 

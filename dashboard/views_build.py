@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import json
-import uuid
 from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
+from django_htmx.http import HttpResponseClientRedirect
 
 from agents.errors import WorkflowInvalid
 from agents.llm.catalogue import models_for_tenant
@@ -22,7 +23,7 @@ from agents.workflows.gallery import TEMPLATES, template_get, template_instance
 from agents.workflows.models import Agent, AgentVersion
 from connectors.models import Connector
 from dashboard import builder
-from dashboard.context import frame, tenant_page
+from dashboard.context import NO_ID, frame, parse_uuid, tenant_page
 from dashboard.graph import layout
 from dashboard.selectors import visible_agents
 from falcon import jsonlimits
@@ -120,6 +121,8 @@ def _render_builder(
         "notices": notices or [],
         **_pickers(ctx),
     }
+    if request.headers.get("HX-Request"):
+        status = 200  # htmx swaps only successful answers; the problems are in the page itself
     return render(request, "dashboard/builder.html", frame(ctx, **body), status=status)
 
 
@@ -243,7 +246,9 @@ def _save(
             member=ctx.membership,
         )  # fmt: skip
         messages.success(request, f"Saved as version {version.number}.")
-    return redirect("dashboard-agent", agent_id=agent.pk)
+    target = reverse("dashboard-agent", kwargs={"agent_id": agent.pk})
+    # The builder posts with htmx: a plain redirect would be followed inside the swap.
+    return HttpResponseClientRedirect(target) if request.headers.get("HX-Request") else redirect(target)
 
 
 @tenant_page
@@ -298,8 +303,9 @@ def agent_rights(request: HttpRequest, ctx: TenantContext, agent_id: Any) -> Htt
     """Sets one member's rights on this agent (members.manage), as PUT .../permissions does."""
     ctx.require(Action.MEMBERS_MANAGE)
     agent = _agent_for(ctx, agent_id)
-    member_id = _uuid(request.POST.get("member"))
-    membership = Membership.objects.filter(tenant=ctx.tenant, pk=member_id).first() if member_id else None
+    membership = Membership.objects.filter(
+        tenant=ctx.tenant, pk=parse_uuid(request.POST.get("member"))
+    ).first()
     if membership is None:
         raise NotFound("No such member.", field="member")
     rights = None if request.POST.get("mode") == "role" else request.POST.getlist("rights")
@@ -314,14 +320,7 @@ def agent_watchers(request: HttpRequest, ctx: TenantContext, agent_id: Any) -> H
     agent = _agent_for(ctx, agent_id)
     if not object_allows(ctx, Action.AGENTS_BUILD, agent):
         raise Forbidden("You may not edit this agent.")
-    users = [u for u in (_uuid(v) for v in request.POST.getlist("watchers")) if u is not None]
+    users = [u for u in (parse_uuid(v) for v in request.POST.getlist("watchers")) if u != NO_ID]
     agent_services.watchers_set(agent=agent, user_ids=users, actor=ctx.actor)
     messages.success(request, "Watchers saved.")
     return redirect("dashboard-agent", agent_id=agent.pk)
-
-
-def _uuid(value: Any) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None

@@ -20,7 +20,7 @@ from connectors import services as connector_services
 from connectors.kinds import KINDS
 from connectors.kinds.base import Field
 from connectors.models import Connector
-from dashboard.context import frame, tenant_page
+from dashboard.context import field_errors, frame, tenant_page
 from dashboard.selectors import visible_agents
 from falcon.errors import FalconError, Forbidden, InvalidInput, NotFound
 from tenants.access import TenantContext
@@ -145,7 +145,7 @@ def connector_new_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse
             )
             return redirect("dashboard-connector", connector_id=connector.pk)
         except FalconError as exc:
-            errors = dict(exc.fields) or {"": [exc.message]}
+            errors = field_errors(exc)
     body = {
         "kind": KINDS[kind],
         "name": name,
@@ -190,7 +190,7 @@ def connector_page(request: HttpRequest, ctx: TenantContext, connector_id: Any) 
                 messages.success(request, "Saved.")
                 return redirect("dashboard-connector", connector_id=connector.pk)
         except FalconError as exc:
-            errors = dict(exc.fields) or {"": [exc.message]}
+            errors = field_errors(exc)
         connector.refresh_from_db()
     body = {
         "kind": KINDS[connector.kind],
@@ -261,7 +261,7 @@ def triggers_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
                 )  # fmt: skip
                 return _trigger_detail(request, ctx, trigger, secret=secret, status=201)
         except FalconError as exc:
-            errors = dict(exc.fields) or {"": [exc.message]}
+            errors = field_errors(exc)
     triggers = list(_visible_triggers(ctx).select_related("agent").order_by("agent__name", "name"))
     if agent_filter := request.GET.get("agent"):
         triggers = [t for t in triggers if str(t.agent_id) == agent_filter]

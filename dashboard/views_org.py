@@ -17,11 +17,11 @@ from billing import services as billing_services
 from billing.plans import PLANS
 from billing.quotas import usage_summary
 from dashboard.charts import daily_usage
-from dashboard.context import SESSION_KEY, frame, tenant_page
+from dashboard.context import SESSION_KEY, field_errors, frame, parse_uuid, tenant_page
 from falcon.errors import FalconError, InvalidInput, NotFound
 from tenants import limits
 from tenants import services as tenant_services
-from tenants.access import TenantContext
+from tenants.access import TenantContext, actor_for_user
 from tenants.audit import audit_verify_tenant
 from tenants.audit_export import audit_export_response, audit_filter
 from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Role, User
@@ -30,36 +30,39 @@ from tenants.permissions import Action, Scope
 AUDIT_PAGE = 100
 
 
-def _errors(exc: FalconError) -> dict[str, list[str]]:
-    return dict(exc.fields) or {"": [exc.message]}
-
-
 # --- a new organization ----------------------------------------------------------------------------------
 
 
-@tenant_page
-def organization_new_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
+def _organization_new(request: HttpRequest, ctx: TenantContext | None) -> HttpResponse:
+    """Also the landing page of someone who belongs to no organization yet (``ctx`` is None)."""
     errors: dict[str, list[str]] = {}
     form = {"name": "", "slug": ""}
+    user = request.user
+    assert isinstance(user, User)
     if request.method == "POST":
         form = {"name": request.POST.get("name", "")[:100], "slug": request.POST.get("slug", "").strip()[:50]}
-        user = request.user
-        assert isinstance(user, User)
         try:
             if not form["name"].strip():
                 raise InvalidInput("Give the organization a name.", field="name")
             tenant = tenant_services.tenant_create(
-                slug=form["slug"], name=form["name"], owner=user, actor=ctx.actor
+                slug=form["slug"],
+                name=form["name"],
+                owner=user,
+                actor=actor_for_user(request, user),  # type: ignore[arg-type]  # a Django request serves too
             )
             request.session[SESSION_KEY] = tenant.slug
             messages.success(request, f"{tenant.name} is ready. You are its owner.")
             return redirect("dashboard-overview")
         except FalconError as exc:
-            errors = _errors(exc)
-    body = {"form": form, "errors": errors}
+            errors = field_errors(exc)
+    body = {"form": form, "errors": errors, "first": ctx is None}
     return render(
         request, "dashboard/organization_new.html", frame(ctx, **body), status=400 if errors else 200
     )
+
+
+_organization_new.without_tenant = True  # type: ignore[attr-defined]
+organization_new_page = tenant_page(_organization_new)
 
 
 # --- usage and billing -----------------------------------------------------------------------------------
@@ -148,7 +151,7 @@ def members_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         except FalconError as exc:
             if exc.status_code == 403:
                 raise
-            errors = _errors(exc)
+            errors = field_errors(exc)
     may_manage = ctx.allows(Action.MEMBERS_MANAGE)
     body = {
         "members": list(
@@ -183,14 +186,16 @@ def _member_action(request: HttpRequest, ctx: TenantContext, action: str) -> str
         return tenant_services.invitation_accept_url(token)
     if action == "revoke":
         ctx.require(Action.MEMBERS_MANAGE)
-        invitation = Invitation.objects.filter(tenant=ctx.tenant, pk=_id(post.get("invitation"))).first()
+        invitation = Invitation.objects.filter(
+            tenant=ctx.tenant, pk=parse_uuid(post.get("invitation"))
+        ).first()
         if invitation is None:
             raise NotFound("No such invitation.")
         tenant_services.invitation_revoke(invitation=invitation, actor=ctx.actor)
         messages.success(request, "Invitation revoked.")
         return None
     membership = (
-        Membership.objects.filter(tenant=ctx.tenant, pk=_id(post.get("member")))
+        Membership.objects.filter(tenant=ctx.tenant, pk=parse_uuid(post.get("member")))
         .select_related("user")
         .first()
     )
@@ -215,15 +220,6 @@ def _member_action(request: HttpRequest, ctx: TenantContext, action: str) -> str
     return None
 
 
-def _id(value: Any) -> Any:
-    import uuid
-
-    try:
-        return uuid.UUID(str(value))
-    except ValueError:
-        return None
-
-
 @tenant_page
 def keys_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     ctx.require(Action.API_KEYS_MANAGE)
@@ -232,7 +228,7 @@ def keys_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
     if request.method == "POST":
         try:
             if request.POST.get("action") == "revoke":
-                key = ApiKey.objects.filter(tenant=ctx.tenant, pk=_id(request.POST.get("key"))).first()
+                key = ApiKey.objects.filter(tenant=ctx.tenant, pk=parse_uuid(request.POST.get("key"))).first()
                 if key is None:
                     raise NotFound("No such key.")
                 tenant_services.api_key_revoke(api_key=key, actor=ctx.actor)
@@ -249,7 +245,7 @@ def keys_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         except FalconError as exc:
             if exc.status_code == 403:
                 raise
-            errors = _errors(exc)
+            errors = field_errors(exc)
     body = {
         "keys": list(
             ApiKey.objects.filter(tenant=ctx.tenant).select_related("created_by").order_by("-created_at")
@@ -284,7 +280,7 @@ def settings_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         except FalconError as exc:
             if exc.status_code == 403:
                 raise
-            errors = _errors(exc)
+            errors = field_errors(exc)
             ctx.tenant.refresh_from_db()
     body = {
         "errors": errors,
@@ -326,7 +322,7 @@ def audit_page(request: HttpRequest, ctx: TenantContext) -> HttpResponseBase:
     try:
         params = _audit_params(request)
     except FalconError as exc:
-        errors, params = _errors(exc), {}
+        errors, params = field_errors(exc), {}
     events = audit_filter(AuditEvent.objects.filter(tenant=ctx.tenant), params).order_by("-seq")
     if request.GET.get("export") in ("jsonl", "csv") and not errors:
         limits.feature_require(ctx.tenant, "audit_export")

@@ -15,7 +15,7 @@ from django.shortcuts import redirect, render
 from agents.prompts import services as prompt_services
 from agents.prompts.models import Prompt, PromptLabel, PromptVersion
 from agents.workflows.models import Agent
-from dashboard.context import frame, tenant_page
+from dashboard.context import field_errors, frame, tenant_page
 from falcon.errors import FalconError, Forbidden, InvalidInput, NotFound
 from tenants.access import TenantContext
 from tenants.object_access import object_allows, visible_filter
@@ -42,7 +42,7 @@ def prompts_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
             )  # fmt: skip
             return redirect("dashboard-prompt", prompt_id=prompt.pk)
         except FalconError as exc:
-            errors = dict(exc.fields) or {"": [exc.message]}
+            errors = field_errors(exc)
     prompts = list(_visible(ctx).order_by("name"))
     labels: dict[Any, list[PromptLabel]] = {}
     for label in PromptLabel.objects.filter(prompt__in=prompts).select_related("version").order_by("name"):
@@ -123,7 +123,7 @@ def prompt_page(request: HttpRequest, ctx: TenantContext, prompt_id: Any) -> Htt
             else:
                 return redirect("dashboard-prompt", prompt_id=prompt.pk)
         except FalconError as exc:  # four eyes, a wrong state, a bad field: said on the page
-            errors = dict(exc.fields) or {"": [exc.message]}
+            errors = field_errors(exc)
             status = exc.status_code
     versions = list(prompt.versions.select_related("author", "reviewed_by").order_by("-number"))
     labels = list(PromptLabel.objects.filter(prompt=prompt).select_related("version").order_by("name"))

@@ -80,7 +80,8 @@ TEMPLATES: tuple[Template, ...] = (
                         "Answer with the category, priority and a one-line summary."
                     ),
                     "prompt": (
-                        "Subject: {{ input.subject }}\nCustomer: {{ input.customer }}\n\n{{ input.body }}"
+                        "Subject: {{ input.subject }}\n"
+                        "Customer: {{ input.customer | default('unknown') }}\n\n{{ input.body }}"
                     ),
                     "json_schema": {
                         "type": "object",
@@ -137,7 +138,7 @@ TEMPLATES: tuple[Template, ...] = (
                     "type": "llm",
                     "model": SANDBOX_MODEL,
                     "system": "Write one short, friendly sentence for a team chat about this event.",
-                    "prompt": "{{ input.event | tojson }}",
+                    "prompt": "{{ input.event | default({}) | tojson }}",
                     "max_tokens": 200,
                 },
                 {"id": "post", "type": "send", "connector": "slack", "text": "{{ steps.write.output }}"},
@@ -224,7 +225,8 @@ TEMPLATES: tuple[Template, ...] = (
                     "type": "llm",
                     "model": SANDBOX_MODEL,
                     "system": "Summarize the e-mail in two sentences and list the action items.",
-                    "prompt": "From: {{ input['from'] }}\nSubject: {{ input.subject }}\n\n{{ input.text }}",
+                    "prompt": "From: {{ input['from'] | default('unknown') }}\n"
+                    "Subject: {{ input.subject | default('') }}\n\n{{ input.text }}",
                     "json_schema": {
                         "type": "object",
                         "properties": {
@@ -265,7 +267,7 @@ TEMPLATES: tuple[Template, ...] = (
                     "connector": "crm",
                     "method": "GET",
                     "path": "/companies",
-                    "query": {"domain": "{{ input.company }}"},
+                    "query": {"domain": "{{ input.company | default(input.email.split('@')[-1]) }}"},
                 },
                 {
                     "id": "score",

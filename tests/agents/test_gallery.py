@@ -61,3 +61,12 @@ def test_the_closest_template_follows_the_descriptions_words():
     assert template_closest("post a Slack message when our webhook gets an event").slug == "webhook-to-slack"
     assert template_closest("e-mail me a daily report from the orders database").slug == "daily-db-report"
     assert template_closest("enrich each new lead from our CRM").slug == "lead-enrichment"
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.slug)
+def test_each_template_runs_with_only_its_required_fields(world, alice_client, celery_worker, template):
+    instance = template_instance(template, world.tenant_a.pk)
+    required = instance.definition["inputs"].get("required", [])
+    agent_id = create_agent(alice_client, instance.definition, name=f"{template.slug}-min")
+    run = run_now(alice_client, agent_id, {k: v for k, v in template.sample_input.items() if k in required})
+    assert run["status"] == "succeeded", run

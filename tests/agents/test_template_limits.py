@@ -35,12 +35,12 @@ ATTACKS = [
 
 @pytest.mark.parametrize("template", ATTACKS)
 def test_each_attack_stops_early_with_a_named_limit(template):
-    started = time.process_time()
+    started = time.thread_time()
     with pytest.raises(templates.TemplateLimit) as raised:
         templates.render(template, {})
     assert raised.value.code == "template_limit"
     assert "template_limit:" in str(raised.value)
-    assert time.process_time() - started < 0.5, template
+    assert time.thread_time() - started < 0.5, template
 
 
 def test_ordinary_templates_still_work():

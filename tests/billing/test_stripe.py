@@ -28,45 +28,7 @@ from tenants.models import AuditEvent
 from tests.agents.helpers import create_agent
 
 SYSTEM = Actor.system("tests")
-WEBHOOK_SECRET = "whsec_test_0123456789abcdef"
-PRICES = {
-    ("pro", "month"): "price_pro_month",
-    ("pro", "year"): "price_pro_year",
-    ("team", "month"): "price_team_month",
-}
-
-
-@pytest.fixture(scope="session")
-def stripe_servers() -> Any:
-    from tests.servers.stripe_front import StripeServers
-
-    servers = StripeServers()
-    yield servers
-    servers.stop()
-
-
-@pytest.fixture
-def stripe_env(stripe_servers, settings) -> Any:
-    """Stripe configured against the front; localstripe emptied and given Falcon's two prices."""
-    stripe_servers.reset()
-    settings.STRIPE_SECRET_KEY = "sk_test_falcon"
-    settings.STRIPE_API_BASE = stripe_servers.base
-    settings.STRIPE_WEBHOOK_SECRET = WEBHOOK_SECRET
-    settings.STRIPE_PRICES = {**{key: "" for key in settings.STRIPE_PRICES}, **PRICES}
-    client = stripe.StripeClient("sk_test_falcon", base_addresses={"api": stripe_servers.localstripe})
-    for plan in ("pro", "team"):
-        client.v1.products.create(params={"id": f"prod_{plan}", "name": plan})
-    for plan, interval, amount in (("pro", "month", 4900), ("pro", "year", 49000), ("team", "month", 29900)):
-        client.v1.plans.create(
-            params={
-                "id": f"price_{plan}_{interval}",
-                "product": f"prod_{plan}",
-                "amount": amount,
-                "currency": "usd",
-                "interval": interval,
-            }
-        )
-    return client
+from tests.conftest import WEBHOOK_SECRET  # noqa: E402 - shared with the browser journeys
 
 
 def _until(predicate, what: str, timeout: float = 30.0) -> None:

@@ -9,6 +9,7 @@ requests. Screenshots of the pages visited go to ``test-artifacts/`` (git-ignore
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,9 +69,16 @@ class Watched:
         self.base = base
         self.problems: list[str] = []
         self.expected: list[str] = []  # console errors a test causes on purpose (a 404 page)
+        self.allowed: list[str] = []  # other origins a test reaches on purpose (the local Stripe Checkout)
         page.on("console", self._console)
         page.on("requestfailed", self._failed)
         page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        page.on("response", self._response)
+
+    def _response(self, response: Any) -> None:
+        # Which request failed (the console only says "Failed to load resource").
+        if response.status >= 400 and not any(str(response.status) in text for text in self.expected):
+            self.problems.append(f"http {response.status}: {response.request.method} {response.url}")
 
     def _failed(self, request: Any) -> None:
         # ERR_ABORTED is the browser cancelling a request because the page navigated away, not a failure.
@@ -80,6 +88,15 @@ class Watched:
     def _console(self, message: Any) -> None:
         if message.type == "error" and not any(text in message.text for text in self.expected):
             self.problems.append(f"console: {message.text}")
+
+    def unlabelled(self) -> list[str]:
+        """Form controls a screen reader could not name (no label, aria-label or aria-labelledby)."""
+        return self.page.evaluate(
+            """() => [...document.querySelectorAll('input, select, textarea')]
+                .filter(el => el.type !== 'hidden' && !(el.labels && el.labels.length)
+                    && !el.getAttribute('aria-label') && !el.getAttribute('aria-labelledby'))
+                .map(el => el.outerHTML.slice(0, 120))"""
+        )
 
     def shot(self, name: str) -> None:
         ARTIFACTS.mkdir(exist_ok=True)
@@ -95,20 +112,26 @@ def watched(browser: Browser, live_app: str) -> Iterator[Watched]:
     stray: list[str] = []
 
     def only_the_live_server(route: Any) -> None:
-        if route.request.url.startswith(live_app):
+        if route.request.url.startswith((live_app, *result.allowed)):
             route.continue_()
         else:
             stray.append(route.request.url)
             route.abort()
 
-    context.route("**/*", only_the_live_server)
     page = context.new_page()
     page.set_default_timeout(15_000)
     result = Watched(page, live_app)
+    context.route("**/*", only_the_live_server)
     yield result
     context.close()
     assert stray == [], f"requests outside the live server: {stray}"
     assert result.problems == [], result.problems
+
+
+def sign_out(watched: Watched) -> None:
+    watched.page.get_by_role("button", name="Sign out").click()
+    watched.page.wait_for_url(re.compile(r"/accounts/login/|/$"))
+    watched.page.context.clear_cookies()
 
 
 def sign_in(
@@ -121,4 +144,4 @@ def sign_in(
     page.fill("input[name=login]", email)
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
-    page.wait_for_url(f"{watched.base}/")
+    page.wait_for_url(lambda url: "/accounts/login" not in url)

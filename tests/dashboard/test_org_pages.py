@@ -119,3 +119,21 @@ def test_usage_page_shows_every_metric_and_billing_errors_are_messages(world):
     assert refused.status_code == 403
     assert owner.post("/usage/spend-cap", {"monthly_usd": "-5"}).status_code == 302
     assert owner.post("/usage/nonsense").status_code == 404
+
+
+def test_someone_without_an_organization_is_welcomed_and_a_stale_tenant_falls_back(world):
+    from tests.factories import make_user
+
+    loner = browser_for(make_user(email="lone@x.example"))
+    landing = loner.get("/")
+    assert landing.status_code == 302
+    assert landing["Location"] == "/organization/new/"
+    assert b"Welcome to Falcon" in loner.get("/organization/new/").content
+    assert loner.post("/organization/new/", {"name": "Solo", "slug": "solo"}).status_code == 302
+    assert b"Solo" in loner.get("/").content
+    alice = browser_for(world.alice)
+    session = alice.session
+    session["falcon_tenant"] = "tenant-b"  # not hers (or no longer)
+    session.save()
+    assert alice.get("/").status_code == 200
+    assert alice.get("/?tenant=tenant-b").status_code == 404

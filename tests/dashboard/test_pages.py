@@ -163,3 +163,20 @@ def test_a_500_in_a_page_is_the_products_error_page_and_json_for_the_api():
     api = handler500(RequestFactory().get("/api/v1/agents/", HTTP_ACCEPT="text/html"))
     assert api.status_code == 500
     assert api["Content-Type"].startswith("application/json")
+
+
+def test_runs_filter_by_time_range(world, alice_client):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.runs.models import Run
+
+    _runs(alice_client, "old-and-new", 2)
+    Run.objects.filter(pk=Run.objects.order_by("created_at").first().pk).update(
+        created_at=timezone.now() - timedelta(days=3)
+    )
+    browser = browser_for(world.alice)
+    assert browser.get("/runs/?within=24h").content.decode().count("old-and-new") == 1
+    assert browser.get("/runs/?within=7d").content.decode().count("old-and-new") == 2
+    assert browser.get("/runs/?within=nonsense").status_code == 200
