@@ -77,6 +77,7 @@ bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.webhooks
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.quota
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.dashboard_pages
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.generator_eval
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

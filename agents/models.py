@@ -1,5 +1,6 @@
 """Where Django finds the app's models: each lives in its domain package (the app label stays ``agents``)."""
 
+from agents.generator.models import Generation
 from agents.llm.models import ModelPrice
 from agents.notifications.models import Notification, NotificationChannel, NotificationDelivery
 from agents.prompts.models import Prompt, PromptLabel, PromptLabelMove, PromptVersion
@@ -11,6 +12,7 @@ __all__ = [
     "Agent",
     "AgentVersion",
     "AgentWatcher",
+    "Generation",
     "ModelPrice",
     "Notification",
     "NotificationChannel",

@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from agents.generator.api import AgentGeneratorViewSet, GenerationViewSet
 from agents.notifications.api import NotificationChannelViewSet, NotificationViewSet
 from agents.prompts.api import PromptViewSet
 from agents.runs.api import AgentRunViewSet, RunViewSet
@@ -10,9 +11,12 @@ from agents.workflows.api import AgentViewSet, VariableViewSet, WorkflowSchemaVi
 from falcon.api import OptionalSlashRouter
 
 router = OptionalSlashRouter()
+# Before AgentViewSet: /agents/generate would otherwise read as the agent "generate".
+router.register("agents", AgentGeneratorViewSet, basename="agent-generator")
 router.register("agents", AgentViewSet, basename="agent")
 router.register("agents", AgentRunViewSet, basename="agent-run")
 router.register("runs", RunViewSet, basename="run")
+router.register("generations", GenerationViewSet, basename="generation")
 router.register("variables", VariableViewSet, basename="variable")
 router.register("triggers", TriggerViewSet, basename="trigger")
 router.register("prompts", PromptViewSet, basename="prompt")

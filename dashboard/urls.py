@@ -1,12 +1,20 @@
 from django.urls import path
 
-from dashboard import views, views_build, views_connect, views_org, views_prompts
+from dashboard import views, views_build, views_connect, views_generate, views_org, views_prompts
 
 urlpatterns = [
     path("", views.overview_page, name="dashboard-overview"),
     path("agents/", views.agents_page, name="dashboard-agents"),
     path("agents/templates/", views_build.gallery_page, name="dashboard-gallery"),
     path("agents/new/", views_build.new_agent_page, name="dashboard-agent-new"),
+    path("agents/describe/", views_generate.describe_page, name="dashboard-describe"),
+    path("generations/<uuid:generation_id>/", views_generate.generation_page, name="dashboard-generation"),
+    path(
+        "generations/<uuid:generation_id>/accept",
+        views_generate.generation_accept,
+        name="dashboard-generation-accept",
+    ),
+    path("agents/<uuid:agent_id>/refine", views_generate.agent_refine, name="dashboard-agent-refine"),
     path("agents/<uuid:agent_id>/", views.agent_page, name="dashboard-agent"),
     path("agents/<uuid:agent_id>/build/", views_build.builder_page, name="dashboard-agent-build"),
     path("agents/<uuid:agent_id>/diff/", views_build.diff_page, name="dashboard-agent-diff"),

@@ -8,11 +8,13 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import messages
+from django.db.models import Count, F, Sum
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from agents.generator.models import Generation
 from billing import services as billing_services
 from billing.plans import PLANS
 from billing.quotas import usage_summary
@@ -89,12 +91,21 @@ def usage_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         "settings_limits": settings_limits,
         "features": usage["features"],
         "charts": daily_usage(ctx.tenant, since),
+        "generator": Generation.objects.filter(
+            tenant=ctx.tenant, created_at__gte=usage_period_start(usage)
+        ).aggregate(
+            count=Count("pk"), tokens=Sum(F("prompt_tokens") + F("completion_tokens")), cost=Sum("cost_usd")
+        ),
         "plans": [p for code, p in PLANS.items() if code != "free"],
         "may_manage": ctx.allows(Action.BILLING_MANAGE),
         "may_cap": ctx.allows(Action.SPEND_CAPS_MANAGE),
         "errors": {},
     }
     return render(request, "dashboard/usage.html", frame(ctx, **body))
+
+
+def usage_period_start(usage: dict[str, Any]) -> Any:
+    return usage["period_start"]
 
 
 def _percent(used: Any, limit: Any) -> int | None:

@@ -13,4 +13,4 @@ app = Celery("falcon")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The agents app keeps its tasks in its domain packages.
-app.autodiscover_tasks(["agents.runs", "agents.triggers", "agents.notifications"])
+app.autodiscover_tasks(["agents.runs", "agents.triggers", "agents.notifications", "agents.generator"])

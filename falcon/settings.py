@@ -297,6 +297,8 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "agents.runs.models.Run.Status",
         "PromptVersionStatusEnum": "agents.prompts.models.PromptVersion.Status",
         "TriggerKindEnum": "agents.triggers.models.Trigger.Kind",
+        "TriggerEnum": "agents.runs.models.Run.Trigger",  # the name it had before generations came
+        "GenerationTriggerEnum": ["api", "webhook", "schedule", "email"],
         "NotificationChannelKindEnum": "agents.notifications.models.NotificationChannel.Kind",
     },
 }
@@ -369,6 +371,8 @@ FALCON_LLM_PROVIDERS = {
     "gemini": {"api_key": env_str("GEMINI_API_KEY", ""), "api_base": env_str("GEMINI_API_BASE", "")},
     "ollama": {"api_key": "", "api_base": env_str("OLLAMA_API_BASE", "")},
 }
+# The Agent Generator's model (any the gateway supports; sandbox/… answers offline from the gallery).
+FALCON_GENERATOR_MODEL = env_str("FALCON_GENERATOR_MODEL", "sandbox/generator")
 FALCON_RUN_HEARTBEAT_INTERVAL_S = env_int("FALCON_RUN_HEARTBEAT_INTERVAL_S", 10, minimum=1)
 FALCON_RUN_HEARTBEAT_TIMEOUT_S = env_int("FALCON_RUN_HEARTBEAT_TIMEOUT_S", 120, minimum=2)
 FALCON_RUN_MAX_CLAIMS = env_int("FALCON_RUN_MAX_CLAIMS", 3, minimum=1)

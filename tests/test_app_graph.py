@@ -14,7 +14,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAYERS = ["falcon", "tenants", "connectors", "billing", "agents", "dashboard"]  # lowest first
 WIRING = {"falcon/urls.py"}  # the URL map may import every app
-AGENT_DOMAINS = ["engine", "llm", "notifications", "prompts", "workflows", "runs", "triggers"]  # lowest first
+AGENT_DOMAINS = [
+    "engine",
+    "llm",
+    "notifications",
+    "prompts",
+    "workflows",
+    "runs",
+    "triggers",
+    "generator",
+]  # lowest first
 
 
 def _imports(path: Path) -> list[tuple[int, str]]:

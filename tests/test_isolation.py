@@ -123,7 +123,14 @@ def a_ids(world) -> dict[str, str]:
     )
     note = notify(tenant_id=world.tenant_a.pk, event="quota.alert", subject="s", body="b", recipients=[])
     assert note is not None
+    from agents.generator.services import generation_execute, generation_request
+
+    generation = generation_request(
+        tenant=world.tenant_a, description="a support triage agent", actor=Actor.system("t"), created_by=None
+    )
+    generation_execute(generation.pk)
     return {
+        "generation": str(generation.pk),
         "channel": str(channel.pk),
         "notification": str(note.pk),
         "prompt": str(prompt.pk),
@@ -224,6 +231,7 @@ REACHED_THROUGH = {
     "agents.notificationchannel": "a_ids (channel)",
     "agents.notification": "a_ids (notification)",
     "connectors.connector": "a_ids (connector)",
+    "agents.generation": "a_ids (generation)",
     "agents.agentversion": "/agents/{id}/versions/...",
     "agents.agentwatcher": "/agents/{id}/watchers",
     "agents.steprun": "/runs/{id}",

@@ -201,6 +201,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
     code_generator_class = _BoundedCodeGenerator
     intercepted_binops = frozenset({"**", "*", "+", "%"})
 
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        """``steps.get.output`` means the step named ``get``, not ``dict.get``: keys win over methods."""
+        if isinstance(obj, dict) and attribute in obj:
+            return obj[attribute]
+        return super().getattr(obj, attribute)
+
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         numbers = isinstance(left, int | float) and isinstance(right, int | float)
         if operator == "**" and numbers and abs(left) > 1 and right > 0:

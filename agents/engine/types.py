@@ -17,6 +17,7 @@ class LlmRequest:
     timeout_s: float = 120.0
     connector: str | None = None
     json_schema: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None  # the provider's structured output, passed through
 
 
 @dataclass(frozen=True)

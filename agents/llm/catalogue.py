@@ -6,7 +6,8 @@ from typing import Any
 
 from django.conf import settings
 
-from agents.llm.gateway import SANDBOX_MODELS
+from agents.engine.spec import provider_of
+from agents.llm.gateway import SANDBOX_MODELS, model_check
 from connectors.models import Connector
 
 # What a provider connector without an allow-list offers first (any model LiteLLM knows still validates).
@@ -29,3 +30,27 @@ def models_for_tenant(tenant_id: Any) -> list[str]:
         if provider in SUGGESTED and (configured.get("api_key") or configured.get("api_base")):
             models += SUGGESTED[provider]
     return list(dict.fromkeys(models))
+
+
+def model_refusal(tenant_id: Any, model: str) -> str | None:
+    """Why this tenant may not use ``model`` (None when it may): the gateway must know it, and the
+    tenant needs a provider connector (whose allow-list admits it) or the platform's own key."""
+    if problem := model_check(model):
+        return problem
+    provider = provider_of(model)
+    if provider == "sandbox":
+        return None
+    kind = "ollama" if provider == "ollama_chat" else provider
+    connectors = list(
+        Connector.objects.filter(tenant_id=tenant_id, kind=kind).values_list("config", flat=True)
+    )
+    for config in connectors:
+        allowed = (config or {}).get("allowed_models") or []
+        if not allowed or model in allowed:
+            return None
+    if connectors:
+        return f"{model} is not among the allowed models of this tenant's {kind} connector"
+    configured = settings.FALCON_LLM_PROVIDERS.get(kind, {})
+    if configured.get("api_key") or configured.get("api_base"):
+        return None
+    return f"this tenant has no {kind} connector (and the platform has no {kind} key)"

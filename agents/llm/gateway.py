@@ -62,6 +62,18 @@ def model_price(model: str) -> tuple[Decimal, Decimal] | None:
     return (row[0], row[1]) if row else None
 
 
+def structured_output_format(model: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """``response_format`` for one JSON object: the schema itself where LiteLLM says the model
+    supports it, JSON mode otherwise (the caller validates the answer either way)."""
+    try:
+        supported = bool(_litellm().supports_response_schema(model=_litellm_model(model)))
+    except Exception:
+        supported = False
+    if supported:
+        return {"type": "json_schema", "json_schema": {"name": "answer", "schema": schema}}
+    return {"type": "json_object"}
+
+
 def model_check(model: str) -> str | None:
     """None when Falcon can call and price ``model``; otherwise why not (for workflow validation)."""
     provider = provider_of(model)
@@ -96,7 +108,7 @@ def known_secrets() -> list[str]:
     return [c["api_key"] for c in settings.FALCON_LLM_PROVIDERS.values() if c.get("api_key")]
 
 
-def _example(schema: dict[str, Any]) -> Any:
+def example_for_schema(schema: dict[str, Any]) -> Any:
     """A deterministic value satisfying simple JSON Schemas, for the sandbox models."""
     if "enum" in schema:
         return schema["enum"][0]
@@ -106,9 +118,11 @@ def _example(schema: dict[str, Any]) -> Any:
     if isinstance(kind, list):
         kind = kind[0]
     if kind == "object" or "properties" in schema:
-        return {name: _example(sub) for name, sub in schema.get("properties", {}).items()}
+        return {name: example_for_schema(sub) for name, sub in schema.get("properties", {}).items()}
     if kind == "array":
-        return [_example(schema["items"])] * int(schema.get("minItems", 1)) if "items" in schema else []
+        if "items" not in schema:
+            return []
+        return [example_for_schema(schema["items"])] * int(schema.get("minItems", 1))
     if kind == "integer":
         return int(schema.get("minimum", 0))
     if kind == "number":
@@ -122,7 +136,7 @@ def _example(schema: dict[str, Any]) -> Any:
 
 def _sandbox_text(request: LlmRequest) -> str:
     if request.json_schema is not None:
-        return json.dumps(_example(request.json_schema))
+        return json.dumps(example_for_schema(request.json_schema))
     last = next((m.get("content") or "" for m in reversed(request.messages) if m.get("role") == "user"), "")
     return SANDBOX_LABEL + str(last)[:500]
 
@@ -209,6 +223,8 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
         kwargs["max_tokens"] = ANTHROPIC_DEFAULT_MAX_TOKENS
     if request.tools:
         kwargs["tools"] = request.tools
+    if request.response_format:
+        kwargs["response_format"] = request.response_format
     if provider == "sandbox":
         # A real LiteLLM response with no network: deterministic and clearly labelled.
         kwargs.update(model="gpt-4o-mini", mock_response=_sandbox_text(request))

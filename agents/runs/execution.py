@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import timedelta
@@ -242,28 +243,7 @@ class DatabaseHooks:
         return resolved
 
     def _llm_credentials(self, request: LlmRequest) -> dict[str, Any] | None:
-        """The named provider connector, else the tenant's default one, else None (platform keys)."""
-        provider = provider_of(request.model)
-        if provider == "sandbox":
-            return None
-        if request.connector:
-            connector = connector_find(
-                tenant_id=self.run.tenant_id, name=request.connector, kinds=LLM_PROVIDER_KINDS
-            )
-            if connector is None:
-                raise StepFailure(
-                    f"no LLM provider connector named {request.connector!r}", code="unknown_connector"
-                )
-            if connector.kind != ("ollama" if provider == "ollama_chat" else provider):
-                raise StepFailure(
-                    f"connector {connector.name!r} is for {connector.kind}, not {provider}",
-                    code="connector_kind_mismatch",
-                )
-        else:
-            connector = provider_connector(tenant_id=self.run.tenant_id, provider=provider)
-            if connector is None:
-                return None
-        return LLM_PROVIDERS[connector.kind].credentials(self._resolve(connector))
+        return tenant_llm_credentials(self.run.tenant_id, request, self._resolve)
 
     def llm(self, request: LlmRequest) -> LlmResult:
         credentials = self._llm_credentials(request)
@@ -407,6 +387,32 @@ class DatabaseHooks:
 
 
 # --- Executing ------------------------------------------------------------------------------------------
+
+
+def tenant_llm_credentials(
+    tenant_id: Any, request: LlmRequest, resolve: Callable[[Connector], Resolved] = connector_resolve
+) -> dict[str, Any] | None:
+    """The request's named provider connector, else the tenant's default one for the model's
+    provider, else None (the platform's keys). The generator calls models the same way."""
+    provider = provider_of(request.model)
+    if provider == "sandbox":
+        return None
+    if request.connector:
+        connector = connector_find(tenant_id=tenant_id, name=request.connector, kinds=LLM_PROVIDER_KINDS)
+        if connector is None:
+            raise StepFailure(
+                f"no LLM provider connector named {request.connector!r}", code="unknown_connector"
+            )
+        if connector.kind != ("ollama" if provider == "ollama_chat" else provider):
+            raise StepFailure(
+                f"connector {connector.name!r} is for {connector.kind}, not {provider}",
+                code="connector_kind_mismatch",
+            )
+    else:
+        connector = provider_connector(tenant_id=tenant_id, provider=provider)
+        if connector is None:
+            return None
+    return LLM_PROVIDERS[connector.kind].credentials(resolve(connector))
 
 
 def run_execute(run_id: Any) -> str | None:

@@ -52,6 +52,9 @@ class AgentVersion(models.Model):
     number = models.PositiveIntegerField()
     definition = models.JSONField()
     note = models.CharField(max_length=500, blank=True)
+    tests = models.JSONField(
+        default=list, blank=True, help_text="Test cases: input and JMESPath checks on the output."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

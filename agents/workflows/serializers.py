@@ -60,6 +60,7 @@ class AgentVersionSerializer(serializers.ModelSerializer):
             "id",
             "number",
             "note",
+            "tests",
             "definition",
             "published",
             "published_at",

@@ -346,3 +346,12 @@ def test_connector_calls_never_outlive_the_step_deadline():
     step = {"id": "h", "type": "http", "connector": "api", "timeout_s": 7}
     assert run({"steps": [step]}, hooks).status == "succeeded"
     assert hooks.records[-1].input["timeout_s"] == 7
+
+
+def test_step_ids_named_like_dict_methods_are_steps_in_templates():
+    from agents.engine import templates
+
+    context = {"steps": {"get": {"output": 1}, "items": {"output": [2]}, "keys": {"output": "k"}}}
+    assert templates.render("{{ steps.get.output }}", context) == 1
+    assert templates.render("{{ steps['items'].output }}", context) == [2]
+    assert templates.render("{{ steps.keys.output }}", context) == "k"

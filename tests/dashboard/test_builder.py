@@ -193,3 +193,28 @@ def test_a_viewer_is_not_offered_building_and_is_refused_when_typing_the_url(wor
     assert viewer.post(f"/agents/{agent.pk}/versions/1/publish").status_code == 403
     outsider = browser_for(world.charlie)
     assert outsider.get(f"/agents/{agent.pk}/build/").status_code == 404
+
+
+def test_describe_and_generation_pages_and_walls(world):
+    from agents.generator.models import Generation
+    from agents.generator.services import generation_execute
+
+    browser = browser_for(world.alice)
+    assert browser.get("/agents/describe/?example=1").status_code == 200
+    assert browser.post("/agents/describe/", {"description": "", "trigger": "api"}).status_code == 400
+    made = browser.post(
+        "/agents/describe/", {"description": "triage support tickets", "trigger": "api", "approval": "on"}
+    )
+    assert made.status_code == 302
+    generation = Generation.objects.get(tenant=world.tenant_a)
+    generation_execute(generation.pk)
+    page = browser.get(f"/generations/{generation.pk}/").content.decode()
+    assert "Support ticket triage" in page
+    assert 'data-testid="graph"' in page
+    assert browser_for(world.charlie).get(f"/generations/{generation.pk}/").status_code == 404
+    assert browser_for(world.bob).get(f"/generations/{generation.pk}/").status_code == 403
+    accepted = browser.post(f"/generations/{generation.pk}/accept")
+    assert accepted.status_code == 302
+    agent = Agent.objects.get(tenant=world.tenant_a)
+    assert accepted["Location"] == f"/agents/{agent.pk}/build/"
+    assert agent.published_version_id is None
