@@ -78,6 +78,7 @@ bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.quota
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.dashboard_pages
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.generator_eval
+	env -u DATABASE_URL $(VENV_PY) -m benchmarks.first_look
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

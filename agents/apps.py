@@ -51,3 +51,10 @@ class AgentsConfig(AppConfig):
         )
         connectors.connector_users_register(agents_using_connector)
         connectors.llm_probe_register(llm_probe)
+
+        # A worker imports LiteLLM once at start, not during the first run that calls a model.
+        from celery.signals import worker_init
+
+        from agents.llm.gateway import warm_up
+
+        worker_init.connect(warm_up, weak=False)

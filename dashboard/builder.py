@@ -324,6 +324,7 @@ class StepView:
     default: BoundField | None = None
     substeps: list[StepView] = field(default_factory=list)
     sub_prefix: str = ""
+    no_needs: bool = False  # needs: [] — runs first, after nothing
 
     @property
     def primary(self) -> list[BoundField]:
@@ -404,6 +405,7 @@ def step_views(
             fields=[bound(spec, prefix + spec.name, step.get(spec.name), errors) for spec in specs],
             common=common,
             errors=errors.get(prefix, []) + errors.get(prefix + "type", []) + errors.get(prefix + "id", []),
+            no_needs=step.get("needs") == [],
         )
         if step_type == "branch":
             for k, case in enumerate(step.get("cases") or []):

@@ -1,5 +1,5 @@
-"""Server-rendered SVG charts of a tenant's usage: runs per day by agent, tokens and cost per day by
-model (stacked bars, the largest series first, the rest as "other"). One aggregate query each."""
+"""Server-rendered SVG charts of a tenant's usage: runs and cost per day by agent, tokens and cost per
+day by model (stacked bars, the largest series first, the rest as "other"). One aggregate query each."""
 
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ def daily_usage(tenant: Tenant, since: datetime) -> list[Chart]:
         Run.objects.filter(tenant=tenant, created_at__gte=since)
         .annotate(day=TruncDate("created_at"))
         .values("day", "agent__name")
-        .annotate(n=Count("pk"))
-        .values_list("day", "agent__name", "n")
+        .annotate(n=Count("pk"), cost=Sum("cost_usd"))
+        .values_list("day", "agent__name", "n", "cost")
     )
     steps = StepRun.objects.filter(tenant=tenant, created_at__gte=since).exclude(model="")
     by_model = list(
@@ -105,7 +105,14 @@ def daily_usage(tenant: Tenant, since: datetime) -> list[Chart]:
         .values_list("day", "model", "tokens", "cost")
     )
     return [
-        _chart("Runs per day, by agent", "runs", runs, days, "{:,.0f}"),
+        _chart("Runs per day, by agent", "runs", [(d, a, n) for d, a, n, _ in runs], days, "{:,.0f}"),
+        _chart(
+            "Cost per day, by agent",
+            "USD",
+            [(d, a, Decimal(c or 0)) for d, a, _, c in runs],
+            days,
+            "${:,.4f}",
+        ),
         _chart("Tokens per day, by model", "tokens", [(d, m, t) for d, m, t, _ in by_model], days, "{:,.0f}"),
         _chart(
             "Cost per day, by model",

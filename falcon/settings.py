@@ -316,6 +316,8 @@ if FIRST_LOOK and not env_is_set("CELERY_BROKER_URL"):
         "processed_folder": str(_broker_dir / "processed"),
         # kombu's exchange table; its default is ./control in whatever folder the process started in
         "control_folder": str(_broker_dir / "control"),
+        # kombu lists the folder once a second by default: a first run would wait up to that long.
+        "polling_interval": 0.02,
     }
 else:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")

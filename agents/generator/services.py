@@ -212,7 +212,7 @@ def _sandbox_answer(generation: Generation, base: dict[str, Any] | None) -> dict
     plan = [
         f"Picked the closest template, {template.name!r}, from the words of the description "
         "(the sandbox model does not write workflows; configure FALCON_GENERATOR_MODEL or a provider).",
-        *[f"{s['id']}: a {s['type']} step" for s in instance.definition["steps"]],
+        *[f"{s['id']}: {s['type']} step" for s in instance.definition["steps"]],
     ]
     plan += [
         f"{need.name}: add a {need.label} connector to act for real (now a preview)"

@@ -47,6 +47,12 @@ def _litellm() -> Any:
         return litellm
 
 
+def warm_up(**_: Any) -> None:
+    """Imports LiteLLM and makes one offline sandbox call before a worker takes its first task, so
+    the first run pays for neither (LiteLLM imports more on its first completion)."""
+    llm_complete(LlmRequest(model="sandbox/warm-up", messages=[{"role": "user", "content": "warm up"}]))
+
+
 def _litellm_model(model: str) -> str:
     # Ollama's chat endpoint (/api/chat) supports real tool calls; /api/generate only fakes them.
     return "ollama_chat/" + model.split("/", 1)[1] if model.startswith("ollama/") else model

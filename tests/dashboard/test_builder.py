@@ -218,3 +218,20 @@ def test_describe_and_generation_pages_and_walls(world):
     agent = Agent.objects.get(tenant=world.tenant_a)
     assert accepted["Location"] == f"/agents/{agent.pk}/build/"
     assert agent.published_version_id is None
+
+
+def test_needs_nothing_round_trips_through_the_form(world, alice_client):
+    from tests.agents.helpers import create_agent
+
+    definition = {
+        "inputs": {"type": "object"},
+        "steps": [
+            {"id": "a", "type": "transform", "value": 1},
+            {"id": "b", "type": "transform", "needs": [], "value": 2},
+        ],
+    }
+    agent_id = create_agent(alice_client, definition, name="parallel")
+    html = browser_for(world.alice).get(f"/agents/{agent_id}/build/").content.decode()
+    read = builder.read_definition(builder.Form(form_of(html)))
+    assert read["steps"][1]["needs"] == []
+    assert "needs" not in read["steps"][0]
