@@ -276,7 +276,12 @@ def settings_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         ctx.require(Action.TENANT_MANAGE)
         require_mfa = request.POST.get("require_mfa") == "on"
         four_eyes = request.POST.get("prompt_four_eyes") == "on"
-        security_changed = (require_mfa, four_eyes) != (ctx.tenant.require_mfa, ctx.tenant.prompt_four_eyes)
+        chain_runs = request.POST.get("audit_run_starts") == "on"
+        security_changed = (require_mfa, four_eyes, chain_runs) != (
+            ctx.tenant.require_mfa,
+            ctx.tenant.prompt_four_eyes,
+            ctx.tenant.audit_run_starts,
+        )
         try:
             if security_changed:
                 ctx.require(Action.TENANT_SECURITY)
@@ -285,6 +290,7 @@ def settings_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
                 name=request.POST.get("name", "")[:100],
                 require_mfa=require_mfa if security_changed else None,
                 prompt_four_eyes=four_eyes if security_changed else None,
+                audit_run_starts=chain_runs if security_changed else None,
             )  # fmt: skip
             messages.success(request, "Settings saved.")
             return redirect("dashboard-settings")

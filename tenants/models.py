@@ -79,6 +79,10 @@ class Tenant(models.Model):
     prompt_four_eyes = models.BooleanField(
         default=False, help_text="A prompt version's author may not approve it."
     )
+    audit_run_starts = models.BooleanField(
+        default=False,
+        help_text="Chain every run start in the audit log too (runs record who started them either way).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -94,6 +94,7 @@ def tenant_update(
     name: str | None = None,
     require_mfa: bool | None = None,
     prompt_four_eyes: bool | None = None,
+    audit_run_starts: bool | None = None,
 ) -> Tenant:
     before: dict[str, object] = {}
     after: dict[str, object] = {}
@@ -116,6 +117,9 @@ def tenant_update(
     if prompt_four_eyes is not None and prompt_four_eyes != tenant.prompt_four_eyes:
         before["prompt_four_eyes"], after["prompt_four_eyes"] = tenant.prompt_four_eyes, prompt_four_eyes
         tenant.prompt_four_eyes = prompt_four_eyes
+    if audit_run_starts is not None and audit_run_starts != tenant.audit_run_starts:
+        before["audit_run_starts"], after["audit_run_starts"] = tenant.audit_run_starts, audit_run_starts
+        tenant.audit_run_starts = audit_run_starts
     if after:
         tenant.save(update_fields=list(after))
         audit_record(

@@ -42,7 +42,11 @@ class Run(models.Model):
     rerun_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # NULL, not '', means "no key": the unique constraint only covers runs that have one.
     idempotency_key = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    # Who started it (a data event recorded on the run itself; the audit chain is for configuration
+    # and access, unless the tenant turns on audit_run_starts).
     actor_label = models.CharField(max_length=255, blank=True)
+    actor_type = models.CharField(max_length=16, blank=True)
+    actor_id = models.CharField(max_length=64, blank=True, help_text="The user's or the API key's id.")
     input = models.JSONField(default=dict)
     output = models.JSONField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)

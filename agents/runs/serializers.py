@@ -73,6 +73,8 @@ class RunSerializer(serializers.ModelSerializer):
             "rerun_of",
             "idempotency_key",
             "actor_label",
+            "actor_type",
+            "actor_id",
             "input",
             "output",
             "error",

@@ -27,6 +27,7 @@ from billing.quotas import plan_limit, quota_consume
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
+from tenants.models import Tenant
 
 RUN_EXECUTE_TASK = "agents.tasks.run_execute_task"
 
@@ -96,21 +97,26 @@ def run_start(
                 idempotency_key=idempotency_key,
                 input=input,
                 actor_label=actor.label[:255],
+                actor_type=actor.type,
+                actor_id=str(actor.id)[:64],
                 rerun_of=rerun_of,
             )
-            audit_record(
-                tenant=agent.tenant_id,
-                actor=actor,
-                action="run.started",
-                target_type="run",
-                target_id=run.pk,
-                after={
-                    "agent": agent.name,
-                    "version": version.number,
-                    "trigger": trigger,
-                    "rerun_of": str(rerun_of.pk) if rerun_of else None,
-                },
-            )
+            # A run start is a data event, recorded on the run (who, which key, which trigger): runs
+            # do not queue on the tenant's audit chain unless the tenant asks for every start chained.
+            if Tenant.objects.filter(pk=agent.tenant_id, audit_run_starts=True).exists():
+                audit_record(
+                    tenant=agent.tenant_id,
+                    actor=actor,
+                    action="run.started",
+                    target_type="run",
+                    target_id=run.pk,
+                    after={
+                        "agent": agent.name,
+                        "version": version.number,
+                        "trigger": trigger,
+                        "rerun_of": str(rerun_of.pk) if rerun_of else None,
+                    },
+                )
             if enqueue:
                 run_enqueue(run.pk)
     except IntegrityError:

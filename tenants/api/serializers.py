@@ -12,7 +12,7 @@ from tenants.permissions import Role, Scope
 class TenantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ["id", "slug", "name", "require_mfa", "prompt_four_eyes", "created_at"]
+        fields = ["id", "slug", "name", "require_mfa", "prompt_four_eyes", "audit_run_starts", "created_at"]
         read_only_fields = fields
 
 
@@ -37,6 +37,7 @@ class TenantUpdateSerializer(StrictSerializer):
     name = serializers.CharField(max_length=200, required=False)
     require_mfa = serializers.BooleanField(required=False)
     prompt_four_eyes = serializers.BooleanField(required=False)
+    audit_run_starts = serializers.BooleanField(required=False)
 
 
 class UserSummarySerializer(serializers.ModelSerializer):

@@ -61,7 +61,32 @@ def test_sandbox_run_end_to_end_with_timeline(world, alice_client, celery_worker
     assert say["finished_at"]
     assert run["version"] == 1
     assert llm.received == []  # the sandbox needs no network
-    assert AuditEvent.objects.filter(action="run.started", target_id=run["id"]).exists()
+    # A run start is recorded on the run itself, not on the tenant's audit chain (unless asked for).
+    assert (run["actor_type"], run["actor_label"]) == ("user", "alice@a.example")
+    assert run["actor_id"] == str(world.alice.pk)
+    assert not AuditEvent.objects.filter(action="run.started", target_id=run["id"]).exists()
+
+
+def test_a_tenant_may_chain_every_run_start(world, alice_client, bob_client, make_key):
+    from tenants.audit import audit_verify_tenant
+
+    assert bob_client.patch("/api/v1/tenant", {"audit_run_starts": True}, format="json").status_code == 403
+    turned_on = alice_client.patch("/api/v1/tenant", {"audit_run_starts": True}, format="json")
+    assert turned_on.status_code == 200
+    assert turned_on.json()["audit_run_starts"] is True
+    agent_id = create_agent(alice_client, SANDBOX_ECHO)
+    _, token = make_key(world.tenant_a, ["run"])
+    from tests.conftest import key_client
+
+    run = (
+        key_client(token)
+        .post(f"/api/v1/agents/{agent_id}/runs", {"input": {"name": "Ada"}}, format="json")
+        .json()
+    )
+    event = AuditEvent.objects.get(action="run.started", target_id=run["id"])
+    assert event.actor_type == "api_key"
+    assert run["actor_type"] == "api_key"
+    assert audit_verify_tenant(world.tenant_a) is None
 
 
 def test_invalid_input_is_refused_with_the_path(world, alice_client):

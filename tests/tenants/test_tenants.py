@@ -32,6 +32,7 @@ def test_current_tenant(world, bob_client):
         "name": "Tenant A",
         "require_mfa": False,
         "prompt_four_eyes": False,
+        "audit_run_starts": False,
         "created_at": response.json()["created_at"],
     }
 
