@@ -17,7 +17,7 @@ from agents.workflows.models import Agent
 from tenants.models import Invitation
 from tenants.permissions import Role
 from tests.agents.helpers import create_agent
-from tests.browser.conftest import Watched, sign_in, sign_out
+from tests.browser.conftest import DESKTOP, PHONE, Watched, sign_in, sign_out
 from tests.conftest import member
 from tests.factories import make_user
 from tests.servers.http_api import HttpApiServer
@@ -321,6 +321,9 @@ def test_every_remaining_page_at_desktop_and_phone_is_labelled_and_keyboard_reac
         assert response is not None
         assert response.status == 200, path
         assert watched.unlabelled() == [], path
+        page.set_viewport_size(PHONE)  # readable at a phone's width: nothing widens the page
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], path
+        page.set_viewport_size(DESKTOP)
         watched.shot(name)
     page.goto("/agents/")
     page.keyboard.press("Tab")
