@@ -4,8 +4,6 @@ publishes. Requests and acceptances are audited; model usage counts toward the t
 
 from __future__ import annotations
 
-import difflib
-import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -188,8 +186,9 @@ def _generate(generation: Generation) -> None:
                 ),
             ]
     if base is not None and isinstance(definition, dict):
-        generation.diff = _diff(
-            base, definition, generation.base_version.number if generation.base_version else 0
+        number = generation.base_version.number if generation.base_version else 0
+        generation.diff = agent_services.definition_diff(
+            base, definition, fromfile=f"v{number}", tofile="proposal"
         )
 
 
@@ -322,13 +321,6 @@ def _parse(text: str) -> tuple[dict[str, Any], dict[str, str] | None]:
             "invalid_answer", "$", 'answer {"name", "description", "plan", "definition": {...}}'
         )
     return value, None
-
-
-def _diff(old: dict[str, Any], new: dict[str, Any], number: int) -> str:
-    def lines(value: dict[str, Any]) -> list[str]:
-        return json.dumps(value, indent=2, sort_keys=True).splitlines(keepends=True)
-
-    return "".join(difflib.unified_diff(lines(old), lines(new), fromfile=f"v{number}", tofile="proposal"))
 
 
 # --- test cases ---------------------------------------------------------------------------------------------

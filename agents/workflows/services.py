@@ -232,15 +232,17 @@ def version_publish(*, version: AgentVersion, actor: Actor) -> AgentVersion:
     return version
 
 
+def definition_diff(old: Any, new: Any, *, fromfile: str, tofile: str) -> str:
+    """Unified diff of two workflow definitions as pretty JSON."""
+
+    def lines(definition: Any) -> list[str]:
+        return json.dumps(definition, indent=2, sort_keys=True).splitlines(keepends=True)
+
+    return "".join(difflib.unified_diff(lines(old), lines(new), fromfile=fromfile, tofile=tofile))
+
+
 def version_diff(*, old: AgentVersion, new: AgentVersion) -> str:
-    """Unified diff of the two definitions as pretty JSON."""
-
-    def lines(version: AgentVersion) -> list[str]:
-        return json.dumps(version.definition, indent=2, sort_keys=True).splitlines(keepends=True)
-
-    return "".join(
-        difflib.unified_diff(lines(old), lines(new), fromfile=f"v{old.number}", tofile=f"v{new.number}")
-    )
+    return definition_diff(old.definition, new.definition, fromfile=f"v{old.number}", tofile=f"v{new.number}")
 
 
 # --- watchers ---------------------------------------------------------------------------------------------
