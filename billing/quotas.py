@@ -11,10 +11,12 @@ are checked while the tenant row is locked, so two creations cannot both take th
 from __future__ import annotations
 
 import calendar
+import json
 import logging
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.db import connection, transaction
@@ -25,6 +27,7 @@ from billing.errors import PlanLimitReached, QuotaExceeded, json_value
 from billing.models import AgentSpendCap, Subscription, UsageCounter
 from billing.plans import FREE, METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
 from billing.registry import object_count
+from falcon import sql
 from tenants.models import Tenant, tenant_lock
 from tenants.selectors import tenant_founder
 
@@ -84,27 +87,51 @@ def usage_period(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
     return start, _add_months(anchor, months + 1)
 
 
+_SUBSCRIPTION = (
+    "plan",
+    "status",
+    "overrides",
+    "current_period_start",
+    "grace_until",
+    "spend_cap_usd",
+    "stripe_subscription_id",
+)
+
+
+@lru_cache(maxsize=256)
+def _plan_with(code: str, overrides_json: str) -> Plan:
+    """The effective plan for a (plan, overrides) pair: computed once per process, it never changes."""
+    return plan_get(code).with_overrides(json.loads(overrides_json) if overrides_json else {})
+
+
 def entitlement(tenant: Tenant | Any, *, now: datetime | None = None) -> Entitlement:
-    """The tenant's plan now. No subscription row means the Free plan on calendar months."""
+    """The tenant's plan now. No subscription row means the Free plan on calendar months.
+
+    Read on every run start, claim and LLM call: one statement without the ORM (its compilation
+    costs more than the query), and the effective plan memoised by its plan code and overrides.
+    """
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
     now = now or timezone.now()
-    sub = Subscription.objects.filter(tenant_id=tenant_id).first()
-    if sub is None:
+    row = sql.select_one(
+        Subscription, _SUBSCRIPTION, "tenant_id = %s", [sql.param(Subscription, "tenant", tenant_id)]
+    )
+    if row is None:
         start, end = usage_period(CALENDAR_ANCHOR, now)
         return Entitlement(tenant_id, plan_get("free"), Subscription.Status.ACTIVE, start, end)
-    plan = plan_get(sub.plan).with_overrides(sub.overrides)
+    code, status, overrides, period_start, grace_until, spend_cap, stripe_id = row
+    plan = _plan_with(code, json.dumps(overrides, sort_keys=True) if overrides else "")
     # Usage periods follow the billing period (monthly windows from its start on yearly plans).
-    anchor = sub.current_period_start if sub.plan != "free" and sub.current_period_start else CALENDAR_ANCHOR
+    anchor = period_start if code != "free" and period_start else CALENDAR_ANCHOR
     start, end = usage_period(anchor.astimezone(UTC), now)
     return Entitlement(
         tenant_id,
         plan,
-        sub.status,
+        status,
         start,
         end,
-        grace_until=sub.grace_until,
-        spend_cap_usd=sub.spend_cap_usd,
-        stripe_managed=bool(sub.stripe_subscription_id),
+        grace_until=grace_until,
+        spend_cap_usd=spend_cap,
+        stripe_managed=bool(stripe_id),
     )
 
 
@@ -260,7 +287,10 @@ def quota_reserve(
         Hold(tenant_id, Metric.LLM_COST_USD, "", cost, _units(Metric.LLM_COST_USD, ent.spend_cap_usd))
     )
     if agent_id is not None:
-        cap = AgentSpendCap.objects.filter(agent_id=agent_id).values_list("monthly_usd", flat=True).first()
+        row = sql.select_one(
+            AgentSpendCap, ("monthly_usd",), "agent_id = %s", [sql.param(AgentSpendCap, "agent", agent_id)]
+        )
+        cap = row[0] if row else None
         wanted.append(
             Hold(tenant_id, Metric.LLM_COST_USD, f"agent:{agent_id}", cost, _units(Metric.LLM_COST_USD, cap))
         )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -210,16 +213,31 @@ def workflow_json_schema() -> dict[str, Any]:
 
 
 _SPEC_CACHE: dict[str, WorkflowSpec] = {}
+_USES_ENV: dict[str, bool] = {}
 _SPEC_CACHE_MAX = 1024
+_ENV_REFERENCE = re.compile(r"\benv\b")
 
 
-def spec_for_version(version_id: object, definition: dict[str, Any]) -> WorkflowSpec:
-    """The parsed spec of an agent version. Versions are immutable, so one parse per process suffices."""
+def spec_for_version(
+    version_id: object, definition: dict[str, Any] | Callable[[], dict[str, Any]]
+) -> WorkflowSpec:
+    """The parsed spec of an agent version. Versions are immutable, so one parse per process suffices
+    (``definition`` may be a loader, called only when this process has not parsed the version yet)."""
     key = str(version_id)
     spec = _SPEC_CACHE.get(key)
     if spec is None:
-        spec = WorkflowSpec.model_validate(definition)
+        raw = definition() if callable(definition) else definition
+        spec = WorkflowSpec.model_validate(raw)
         if len(_SPEC_CACHE) >= _SPEC_CACHE_MAX:
             _SPEC_CACHE.clear()
+            _USES_ENV.clear()
         _SPEC_CACHE[key] = spec
+        # Whether any template may read ``env`` (the tenant's variables): runs of versions that
+        # cannot skip reading them. A false positive only costs that read.
+        _USES_ENV[key] = bool(_ENV_REFERENCE.search(json.dumps(raw)))
     return spec
+
+
+def version_uses_env(version_id: object) -> bool:
+    """Whether the version's templates may read ``env`` (True when this process has not parsed it)."""
+    return _USES_ENV.get(str(version_id), True)

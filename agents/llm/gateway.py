@@ -24,7 +24,7 @@ from billing.errors import QuotaExceeded
 from billing.quotas import Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
-from falcon import jsonlimits
+from falcon import jsonlimits, sql
 from falcon.redaction import public_error
 
 logger = logging.getLogger(__name__)
@@ -60,11 +60,7 @@ def _litellm_model(model: str) -> str:
 
 def model_price(model: str) -> tuple[Decimal, Decimal] | None:
     """(USD per million input tokens, per million output tokens) from the admin-edited table, if listed."""
-    row = (
-        ModelPrice.objects.filter(model=model)
-        .values_list("input_usd_per_mtok", "output_usd_per_mtok")
-        .first()
-    )
+    row = sql.select_one(ModelPrice, ("input_usd_per_mtok", "output_usd_per_mtok"), "model = %s", [model])
     return (row[0], row[1]) if row else None
 
 

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from functools import partial
@@ -22,12 +23,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Q, Sum
-from django.db.models.functions import Coalesce
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from agents.engine.runner import Runner, RunOutcome
-from agents.engine.spec import PURE_STEP_TYPES, provider_of, spec_for_version
+from agents.engine.spec import PURE_STEP_TYPES, provider_of, spec_for_version, version_uses_env
 from agents.engine.types import LlmRequest, LlmResult, ResolvedPrompt, RunCancelled, StepFailure, StepRecord
 from agents.engine.validate import input_problems
 from agents.llm import gateway as llm
@@ -35,13 +35,14 @@ from agents.prompts.services import prompt_resolve
 from agents.runs.models import Run, StepRun
 from agents.runs.payloads import log_safe, public_error_of
 from agents.runs.services import run_failure_notify, runs_dispatch_tenant, runs_running_count
-from agents.workflows.models import Agent, Variable
+from agents.workflows.models import Agent, AgentVersion, Variable
 from billing.plans import Metric
 from billing.quotas import plan_limit
 from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, provider_connector
+from falcon import sql
 from falcon.errors import NotFound
 from tenants.models import tenant_lock
 
@@ -96,33 +97,66 @@ _llm_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="falcon-llm")
 # --- Claiming -------------------------------------------------------------------------------------------
 
 
+def _claim_sql() -> str:
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in Run._meta.concrete_fields)
+    agents = sql.table(Agent)
+    versions = sql.table(AgentVersion)
+    return (
+        f"UPDATE {sql.table(Run)} SET status = %s, deferred = %s, claims = claims + 1, heartbeat_at = %s, "  # noqa: S608
+        "started_at = COALESCE(started_at, %s) WHERE id = %s AND status = %s "
+        f"RETURNING {columns}, (SELECT name FROM {agents} WHERE id = agent_id), "
+        f"(SELECT number FROM {versions} WHERE id = version_id)"
+    )
+
+
+_RUN_FIELDS = tuple(f.name for f in Run._meta.concrete_fields)
+_RUN_ATTNAMES = [f.attname for f in Run._meta.concrete_fields]
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A run this worker now executes, with what the engine shows of its agent and version."""
+
+    run: Run
+    agent_name: str
+    version_number: int
+    inline: bool = False
+
+
 def run_claim(run_id: Any) -> Run | None:
+    claimed = _claim(run_id)
+    return None if claimed is None else claimed.run
+
+
+def _claim(run_id: Any) -> Claimed | None:
     """Takes a queued run for this worker, or None (gone, already taken, or the tenant is at its limit).
 
     The tenant row is locked while counting its running runs, so concurrent claims cannot exceed the
     per-tenant concurrency limit; the conditional UPDATE makes a second delivery of the same task a no-op.
+    Every claim takes this path: five short statements written by hand (``falcon.sql``), the claimed
+    run returned by the UPDATE itself with its agent's name and its version's number.
     """
-    run = Run.objects.filter(pk=run_id).only("tenant_id", "status").first()
-    if run is None or run.status != Run.Status.QUEUED:
+    run_param = sql.param(Run, "id", run_id)
+    state = sql.select_one(Run, ("tenant", "status"), "id = %s", [run_param])
+    if state is None or state[1] != Run.Status.QUEUED:
         return None
+    tenant_id = state[0]
     now = timezone.now()
     with transaction.atomic():
-        tenant_lock(run.tenant_id)
-        running = runs_running_count(run.tenant_id)
-        if running >= plan_limit(run.tenant_id, Metric.CONCURRENT_RUNS):
+        tenant_lock(tenant_id)
+        running = runs_running_count(tenant_id)
+        if running >= plan_limit(tenant_id, Metric.CONCURRENT_RUNS):
             # Stays queued, marked so that a finishing run of this tenant dispatches it again.
             Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)
             return None
-        claimed = Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(
-            status=Run.Status.RUNNING,
-            deferred=False,
-            claims=F("claims") + 1,
-            heartbeat_at=now,
-            started_at=Coalesce(F("started_at"), now),
+        row = sql.execute(
+            _claim_sql(),
+            [Run.Status.RUNNING, False, now, now, run_param, Run.Status.QUEUED],
         )
-    if not claimed:
+    if row is None:
         return None
-    return Run.objects.select_related("version", "agent", "tenant").get(pk=run_id)
+    run = Run.from_db("default", _RUN_ATTNAMES, sql.convert(Run, _RUN_FIELDS, row[: len(_RUN_FIELDS)]))
+    return Claimed(run, row[len(_RUN_FIELDS)], int(row[len(_RUN_FIELDS) + 1]))
 
 
 def _settle_when_done(reservation: Any, future: Future[LlmResult]) -> None:
@@ -157,11 +191,15 @@ class DatabaseHooks:
         self.run = run
         self.claim = run.claims
         self._secrets = llm.known_secrets()
-        self._cancel_checked = 0.0
+        # The claim has just read the run's state: the first check is due a second from now.
+        self._cancel_checked = time.monotonic()
         self._cancelled = False
         self._lock = threading.Lock()
         self._pending: list[StepRun] = []
         self.prompts_used: list[dict[str, Any]] = []
+        # What this claim recorded (prompt tokens, completion tokens, cost): the run's totals when it
+        # is the run's first claim, without summing the rows back.
+        self.totals = [0, 0, Decimal(0)]
 
     def step_started(self, key: str) -> None:
         return None
@@ -213,11 +251,18 @@ class DatabaseHooks:
 
     def _save(self, rows: list[StepRun]) -> None:
         try:
-            with transaction.atomic():
-                StepRun.objects.bulk_create(rows)
+            # No savepoint: inside an inline delivery's transaction nothing else can conflict, and a
+            # worker's claim is not inside one.
+            with transaction.atomic(savepoint=False):
+                sql.insert(rows)
         except IntegrityError as exc:
             # Another worker already recorded one of these steps as succeeded: this claim lost the run.
             raise RunCancelled() from exc
+        with self._lock:
+            for row in rows:
+                self.totals[0] += row.prompt_tokens
+                self.totals[1] += row.completion_tokens
+                self.totals[2] += row.cost_usd
 
     def cancelled(self) -> bool:
         if self._cancelled:
@@ -415,15 +460,31 @@ def tenant_llm_credentials(
     return LLM_PROVIDERS[connector.kind].credentials(resolve(connector))
 
 
-def run_execute(run_id: Any) -> str | None:
-    """Claims and executes a run to its end (or its next wait); returns the final status, or None."""
-    run = run_claim(run_id)
-    if run is None:
+def _definition_of(version_id: Any) -> Callable[[], dict[str, Any]]:
+    return lambda: AgentVersion.objects.values_list("definition", flat=True).get(pk=version_id)
+
+
+def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
+    """Claims and executes a run to its end (or its next wait); returns the final status, or None.
+
+    ``run``: a run ``run_start(claim=True)`` created already claimed, executed inline in the caller's
+    transaction (a webhook delivery): nobody else can see it, so it needs no heartbeat and frees no
+    concurrency slot when it ends.
+    """
+    if run is not None:
+        if run.status != Run.Status.RUNNING:
+            return None
+        claimed: Claimed | None = Claimed(run, run.agent.name, run.version.number, inline=True)
+    else:
+        claimed = _claim(run_id)
+    if claimed is None:
         return None
-    heartbeats.add(run.pk)
+    run = claimed.run
+    if not claimed.inline:
+        heartbeats.add(run.pk)
     started = time.monotonic()
     try:
-        spec = spec_for_version(run.version_id, run.version.definition)
+        spec = spec_for_version(run.version_id, _definition_of(run.version_id))
         # Every claim counts (crash re-queues and resumed waits too): the first has nothing to resume.
         done = (
             []
@@ -436,6 +497,11 @@ def run_execute(run_id: Any) -> str | None:
         skipped = {key for key, status, _ in done if status == StepRun.Status.SKIPPED}
         remaining = max(0.0, spec.timeout_s - run.active_seconds)
         hooks = DatabaseHooks(run)
+        env = (
+            dict(Variable.objects.filter(tenant_id=run.tenant_id).values_list("name", "value"))
+            if version_uses_env(run.version_id)
+            else {}
+        )
         runner = Runner(
             spec,
             input=run.input,
@@ -443,12 +509,12 @@ def run_execute(run_id: Any) -> str | None:
             completed=completed,
             skipped=skipped,
             resume_values=run.resume_values,
-            env=dict(Variable.objects.filter(tenant_id=run.tenant_id).values_list("name", "value")),
+            env=env,
             deadline=timezone.now() + timedelta(seconds=remaining),
             run={
                 "id": str(run.pk),
-                "agent": run.agent.name,
-                "version": run.version.number,
+                "agent": claimed.agent_name,
+                "version": claimed.version_number,
                 "trigger": run.trigger,
                 "claim": run.claims,
             },
@@ -470,24 +536,25 @@ def run_execute(run_id: Any) -> str | None:
                     "message": f"internal error: {type(exc).__name__}",
                 },
             )
-        return _finish(run, outcome, time.monotonic() - started, hooks)
+        return _finish(claimed, outcome, time.monotonic() - started, hooks)
     finally:
-        heartbeats.discard(run.pk)
+        if not claimed.inline:
+            heartbeats.discard(run.pk)
         if not connection.in_atomic_block:
             connection.close()  # back to the pool: the thread may now wait a long time for its next task
 
 
-def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> str | None:
+def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> str | None:
+    run = claimed.run
     now = timezone.now()
-    totals = StepRun.objects.filter(run=run).aggregate(
-        p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost_usd")
-    )
-    fields: dict[str, Any] = {
-        "active_seconds": F("active_seconds") + elapsed,
-        "prompt_tokens": totals["p"] or 0,
-        "completion_tokens": totals["c"] or 0,
-        "cost_usd": totals["cost"] or Decimal(0),
-    }
+    if run.claims == 1:
+        prompt, completion, cost = hooks.totals
+    else:  # earlier claims recorded steps too
+        totals = StepRun.objects.filter(run=run).aggregate(
+            p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost_usd")
+        )
+        prompt, completion, cost = totals["p"] or 0, totals["c"] or 0, totals["cost"] or Decimal(0)
+    fields: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost}
     if hooks.prompts_used:
         fields["prompt_versions"] = [
             *[p for p in run.prompt_versions if p not in hooks.prompts_used],
@@ -512,9 +579,15 @@ def _finish(run: Run, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks)
             error=public_error_of(outcome.error, hooks._secrets),
             output=log_safe(outcome.output, secrets=hooks._secrets),
         )
-    updated = Run.objects.filter(pk=run.pk, status=Run.Status.RUNNING, claims=run.claims).update(**fields)
-    if updated and status != "waiting":
-        runs_dispatch_tenant(run.tenant_id)
+    updated = sql.update(
+        Run,
+        fields,
+        "id = %s AND status = %s AND claims = %s",
+        [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims],
+        add={"active_seconds": elapsed},
+    )
+    if updated and status != "waiting" and not claimed.inline:
+        runs_dispatch_tenant(run.tenant_id)  # an inline run never held a slot: it frees none
     if updated and status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
         run.status, run.error = status, outcome.error
         try:

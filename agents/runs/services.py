@@ -22,8 +22,10 @@ from agents.notifications.services import notify, run_link
 from agents.runs.models import Run, StepRun
 from agents.workflows.models import Agent, AgentVersion
 from agents.workflows.services import watcher_emails
+from billing.errors import QuotaExceeded
 from billing.plans import Metric
-from billing.quotas import plan_limit, quota_consume
+from billing.quotas import entitlement, plan_limit, quota_consume
+from falcon import sql
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
@@ -55,75 +57,62 @@ def run_start(
     version: AgentVersion | None = None,
     rerun_of: Run | None = None,
     enqueue: bool = True,
+    claim: bool = False,
 ) -> tuple[Run, bool]:
     """A queued run of the published version (or ``version``), and whether it is new.
 
     The same idempotency key for the same agent within 24 h returns the first run instead.
     ``enqueue=False`` leaves the queued run for the caller to execute inline (``run_execute``); the
-    sweeper dispatches it anyway if the caller dies first.
+    sweeper dispatches it anyway if the caller dies first. ``claim=True`` (inline execution in the
+    caller's transaction) creates it already claimed when the tenant is below its concurrency limit.
     """
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
         if not idempotency_key or len(idempotency_key) > 200:
             raise InvalidInput("The idempotency key must be 1 to 200 characters.", field="idempotency_key")
-        existing = _idempotent_match(agent, idempotency_key)
-        if existing is not None:
-            return existing, False
     if agent.archived_at:
         raise Conflict("The agent is archived.", code="agent_archived")
     version = version or agent.published_version
     if version is None:
         raise Conflict("The agent has no published version; publish one first.", code="agent_not_published")
-    spec = spec_for_version(version.pk, version.definition)
+    spec = spec_for_version(version.pk, lambda: version.definition)
     problems = input_problems(spec.inputs, input)
     if problems:
         raise RunInputInvalid(problems)
-    try:
-        with transaction.atomic():
-            if idempotency_key is not None:
-                # A key older than the window is released so it may be used again.
-                Run.objects.filter(
-                    agent=agent,
-                    idempotency_key=idempotency_key,
-                    created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW,
-                ).update(idempotency_key=None)
-            quota_consume(agent.tenant_id, Metric.RUNS)
-            run = Run.objects.create(
-                tenant_id=agent.tenant_id,
+    for attempt in range(2):
+        try:
+            return _run_insert(
+                agent,
+                version,
+                input,
+                actor,
+                trigger,
+                trigger_ref,
+                idempotency_key,
+                rerun_of,
+                enqueue=enqueue,
+                claim=claim,
+            ), True
+        except QuotaExceeded:
+            if idempotency_key is not None and (existing := _idempotent_match(agent, idempotency_key)):
+                return existing, False  # a repeated delivery is answered, not charged
+            raise
+        except IntegrityError:
+            # The key is taken: by a run within the window (the answer), or by an older one whose
+            # key is released so that it may be used again (then one more try).
+            if idempotency_key is None or attempt:
+                raise
+            if existing := _idempotent_match(agent, idempotency_key):
+                return existing, False
+            Run.objects.filter(
                 agent=agent,
-                version=version,
-                trigger=trigger,
-                trigger_ref=trigger_ref,
                 idempotency_key=idempotency_key,
-                input=input,
-                actor_label=actor.label[:255],
-                actor_type=actor.type,
-                actor_id=str(actor.id)[:64],
-                rerun_of=rerun_of,
-            )
-            # A run start is a data event, recorded on the run (who, which key, which trigger): runs
-            # do not queue on the tenant's audit chain unless the tenant asks for every start chained.
-            if Tenant.objects.filter(pk=agent.tenant_id, audit_run_starts=True).exists():
-                audit_record(
-                    tenant=agent.tenant_id,
-                    actor=actor,
-                    action="run.started",
-                    target_type="run",
-                    target_id=run.pk,
-                    after={
-                        "agent": agent.name,
-                        "version": version.number,
-                        "trigger": trigger,
-                        "rerun_of": str(rerun_of.pk) if rerun_of else None,
-                    },
-                )
-            if enqueue:
-                run_enqueue(run.pk)
-    except IntegrityError:
-        if idempotency_key is not None and (existing := _idempotent_match(agent, idempotency_key)):
-            return existing, False  # a concurrent request with the same key won the race
-        raise
-    return run, True
+                created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW,
+            ).update(idempotency_key=None)
+    raise AssertionError("unreachable")
+
+
+_AUDIT_FLAG = f" RETURNING (SELECT audit_run_starts FROM {Tenant._meta.db_table} WHERE id = %s)"  # noqa: S608
 
 
 def _idempotent_match(agent: Agent, key: str) -> Run | None:
@@ -134,6 +123,69 @@ def _idempotent_match(agent: Agent, key: str) -> Run | None:
         .select_related("agent", "version")
         .first()
     )
+
+
+def _run_insert(
+    agent: Agent,
+    version: AgentVersion,
+    input: Any,
+    actor: Actor,
+    trigger: str,
+    trigger_ref: str,
+    idempotency_key: str | None,
+    rerun_of: Run | None,
+    *,
+    enqueue: bool,
+    claim: bool,
+) -> Run:
+    """The run's row, its run-quota unit and (when the tenant chains run starts) its audit event, in
+    one transaction of three statements: this is every API, webhook and schedule run's path."""
+    now = timezone.now()
+    with transaction.atomic():
+        ent = entitlement(agent.tenant_id, now=now)
+        quota_consume(agent.tenant_id, Metric.RUNS, ent=ent)
+        run = Run(
+            tenant_id=agent.tenant_id,
+            agent=agent,
+            version=version,
+            trigger=trigger,
+            trigger_ref=trigger_ref,
+            idempotency_key=idempotency_key,
+            input=input,
+            actor_label=actor.label[:255],
+            actor_type=actor.type,
+            actor_id=str(actor.id)[:64],
+            rerun_of=rerun_of,
+            created_at=now,
+            enqueued_at=now,
+        )
+        if claim and runs_running_count(agent.tenant_id) < ent.limit(Metric.CONCURRENT_RUNS):
+            # Executed inline within the caller's transaction: nobody else sees it until it has
+            # finished, so it never holds one of the tenant's concurrency slots.
+            run.status, run.claims, run.started_at, run.heartbeat_at = Run.Status.RUNNING, 1, now, now
+        elif claim:
+            run.deferred = True  # at the limit: queued, dispatched when one of its runs finishes
+        (audited,) = sql.insert([run], _AUDIT_FLAG, [sql.param(Run, "tenant", agent.tenant_id)])
+        run._state.adding = False
+        # A run start is a data event, recorded on the run (who, which key, which trigger): runs
+        # do not queue on the tenant's audit chain unless the tenant asks for every start chained.
+        if audited:
+            audit_record(
+                tenant=agent.tenant_id,
+                actor=actor,
+                action="run.started",
+                target_type="run",
+                target_id=run.pk,
+                after={
+                    "agent": agent.name,
+                    "version": version.number,
+                    "trigger": trigger,
+                    "rerun_of": str(rerun_of.pk) if rerun_of else None,
+                },
+            )
+        if enqueue:
+            run_enqueue(run.pk)
+    return run
 
 
 @transaction.atomic
@@ -245,7 +297,14 @@ def run_failure_notify(run: Run) -> None:
 
 def runs_running_count(tenant_id: Any) -> int:
     """How many of a tenant's runs hold a slot of its concurrency limit now."""
-    return Run.objects.filter(tenant_id=tenant_id, status=Run.Status.RUNNING).count()
+    row = sql.execute(_RUNNING_SQL, [sql.param(Run, "tenant", tenant_id)])
+    return int(row[0])
+
+
+_DEFERRED_SQL = (
+    f"SELECT 1 FROM {Run._meta.db_table} WHERE tenant_id = %s AND status = 'queued' AND deferred = %s LIMIT 1"  # noqa: S608
+)
+_RUNNING_SQL = f"SELECT COUNT(*) FROM {Run._meta.db_table} WHERE tenant_id = %s AND status = 'running'"  # noqa: S608
 
 
 def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
@@ -255,10 +314,7 @@ def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
     runs queued so long ago that their task must have been lost. Fresh queued runs already have a task:
     dispatching them again would only make claims fail (and flood the broker under a backlog).
     """
-    if (
-        lost_before is None
-        and not Run.objects.filter(tenant_id=tenant_id, status=Run.Status.QUEUED, deferred=True).exists()
-    ):
+    if lost_before is None and not sql.execute(_DEFERRED_SQL, [sql.param(Run, "tenant", tenant_id), True]):
         return 0  # the common case after a run finishes: nobody is waiting for its slot
     running = runs_running_count(tenant_id)
     room = plan_limit(tenant_id, Metric.CONCURRENT_RUNS) - running

@@ -1,0 +1,188 @@
+"""Hand-written statements for the few hot paths where the ORM's per-query compilation costs more
+than the query itself (run start, claim, checkpoint, finish, plan reads: see
+docs/decisions/0013-run-throughput.md). Everything else uses the ORM.
+
+Values go in through the model fields' own ``get_db_prep_save``/``get_db_prep_value`` and come out
+through the converters the ORM applies (``from_db_value``, the backend's own), so these statements
+read and write exactly what the ORM would, on PostgreSQL and on the embedded SQLite. Statement texts
+are built once per shape from the model's metadata: no table or column name is typed twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import cache
+from typing import Any
+
+from django.db import connection, models
+
+Converter = Callable[[Any, Any, Any], Any]
+
+
+def table(model: type[models.Model]) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def column(model: type[models.Model], name: str) -> str:
+    return connection.ops.quote_name(model._meta.get_field(name).column)
+
+
+def param(model: type[models.Model], name: str, value: Any) -> Any:
+    """A value for ``name``'s column, as the ORM would send it in a WHERE clause."""
+    if value is None:
+        return None
+    field = model._meta.get_field(name)
+    if isinstance(field, models.ForeignKey):
+        field = field.target_field
+    return field.get_db_prep_value(value, connection, prepared=False)
+
+
+@cache
+def _converters(model: type[models.Model], names: tuple[str, ...], vendor: str) -> list[list[Converter]]:
+    out = []
+    for name in names:
+        field = model._meta.get_field(name)
+        col = field.cached_col  # type: ignore[attr-defined]
+        out.append(list(connection.ops.get_db_converters(col)) + list(field.get_db_converters(connection)))
+    return out
+
+
+def convert(model: type[models.Model], names: Sequence[str], row: Sequence[Any]) -> list[Any]:
+    """A fetched row's values as Python values (the ORM's converters, in its order)."""
+    values = list(row)
+    for i, (name, converters) in enumerate(
+        zip(names, _converters(model, tuple(names), connection.vendor), strict=True)
+    ):
+        col = model._meta.get_field(name).cached_col  # type: ignore[attr-defined]
+        for converter in converters:
+            values[i] = converter(values[i], col, connection)
+    return values
+
+
+def select_one(
+    model: type[models.Model], names: Sequence[str], where: str, params: Sequence[Any]
+) -> list[Any] | None:
+    """``SELECT names FROM model WHERE where`` (first row, converted), or None."""
+    sql = _select_sql(model, tuple(names), where)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        row = cursor.fetchone()
+    return None if row is None else convert(model, names, row)
+
+
+@cache
+def _select_sql(model: type[models.Model], names: tuple[str, ...], where: str) -> str:
+    columns = ", ".join(column(model, n) for n in names)
+    return f"SELECT {columns} FROM {table(model)} WHERE {where}"  # noqa: S608 - names from metadata
+
+
+@cache
+def _insert_fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
+    return tuple(f for f in model._meta.concrete_fields if not f.generated)  # type: ignore[attr-defined]
+
+
+def insert_sql(model: type[models.Model], rows: int, suffix: str = "") -> str:
+    return _insert_sql(model, rows, suffix)
+
+
+@cache
+def _insert_sql(model: type[models.Model], rows: int, suffix: str) -> str:
+    fields = _insert_fields(model)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    one = "(" + ", ".join(["%s"] * len(fields)) + ")"
+    values = ", ".join([one] * rows)
+    return f"INSERT INTO {table(model)} ({columns}) VALUES {values}{suffix}"  # noqa: S608 - from metadata
+
+
+def insert_params(objs: Iterable[models.Model]) -> list[Any]:
+    """Every concrete column of each object, prepared as ``Model.save()`` would (defaults included)."""
+    params: list[Any] = []
+    for obj in objs:
+        for field in _insert_fields(type(obj)):
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+    return params
+
+
+def insert(objs: Sequence[models.Model], suffix: str = "", suffix_params: Sequence[Any] = ()) -> Any:
+    """One multi-row INSERT of ``objs`` (all of one model); returns the first row of a RETURNING suffix."""
+    if not objs:
+        return None
+    sql = _insert_sql(type(objs[0]), len(objs), suffix)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*insert_params(objs), *suffix_params])
+        return cursor.fetchone() if suffix else None
+
+
+def execute(sql: str, params: Sequence[Any]) -> Any:
+    """One statement; the first row it returns (if any)."""
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        return cursor.fetchone() if cursor.description else None
+
+
+def update(
+    model: type[models.Model],
+    values: dict[str, Any],
+    where: str,
+    params: Sequence[Any],
+    *,
+    add: dict[str, Any] | None = None,
+) -> int:
+    """``UPDATE model SET name = value, ..., name = name + amount WHERE where``: the rows changed.
+
+    ``values`` are prepared by their fields as ``save()`` would; ``add`` increments numeric columns.
+    """
+    add = add or {}
+    statement = _update_sql(model, tuple(values), tuple(add), where)
+    prepared = [
+        model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*prepared, *add.values(), *params])
+        return int(cursor.rowcount)
+
+
+@cache
+def _update_sql(model: type[models.Model], names: tuple[str, ...], added: tuple[str, ...], where: str) -> str:
+    sets = [f"{column(model, n)} = %s" for n in names]
+    sets += [f"{column(model, n)} = {column(model, n)} + %s" for n in added]
+    return f"UPDATE {table(model)} SET {', '.join(sets)} WHERE {where}"  # noqa: S608 - from metadata
+
+
+def select_models(
+    parts: Sequence[tuple[type[models.Model], str, Sequence[str]]],
+    joins: str,
+    where: str,
+    params: Sequence[Any],
+) -> list[models.Model | None] | None:
+    """One joined SELECT, its first row as one instance per part (None for an outer join's empty side);
+    fields left out are deferred (loaded on access, as with ``.only()``). ``parts``: (model, alias,
+    field names). None when no row matches."""
+    key = tuple((model, alias, tuple(names)) for model, alias, names in parts)
+    with connection.cursor() as cursor:
+        cursor.execute(_select_models_sql(key, joins, where), list(params))
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    out: list[models.Model | None] = []
+    offset = 0
+    for model, _alias, names in key:
+        values = convert(model, names, row[offset : offset + len(names)])
+        offset += len(names)
+        pk_name = model._meta.pk.name  # type: ignore[union-attr]
+        if pk_name in names and values[names.index(pk_name)] is None:
+            out.append(None)
+            continue
+        attnames = [model._meta.get_field(n).attname for n in names]  # type: ignore[union-attr]
+        ordered = dict(zip(attnames, values, strict=True))
+        fields = [f.attname for f in model._meta.concrete_fields if f.attname in ordered]
+        out.append(model.from_db(connection.alias, fields, [ordered[a] for a in fields]))
+    return out
+
+
+@cache
+def _select_models_sql(
+    key: tuple[tuple[type[models.Model], str, tuple[str, ...]], ...], joins: str, where: str
+) -> str:
+    columns = ", ".join(f"{alias}.{column(model, n)}" for model, alias, names in key for n in names)
+    return f"SELECT {columns} FROM {joins} WHERE {where} LIMIT 1"  # noqa: S608 - names from metadata
