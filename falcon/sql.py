@@ -19,31 +19,38 @@ from django.db import connection, models
 Converter = Callable[[Any, Any, Any], Any]
 
 
+def field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
+    found = model._meta.get_field(name)
+    assert isinstance(found, models.Field), f"{model.__name__}.{name} is not a concrete field"
+    return found
+
+
 def table(model: type[models.Model]) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
 def column(model: type[models.Model], name: str) -> str:
-    return connection.ops.quote_name(model._meta.get_field(name).column)
+    return connection.ops.quote_name(field(model, name).column)
 
 
 def param(model: type[models.Model], name: str, value: Any) -> Any:
     """A value for ``name``'s column, as the ORM would send it in a WHERE clause."""
     if value is None:
         return None
-    field = model._meta.get_field(name)
-    if isinstance(field, models.ForeignKey):
-        field = field.target_field
-    return field.get_db_prep_value(value, connection, prepared=False)
+    found = field(model, name)
+    if isinstance(found, models.ForeignKey):
+        found = found.target_field
+    return found.get_db_prep_value(value, connection, prepared=False)
 
 
 @cache
 def _converters(model: type[models.Model], names: tuple[str, ...], vendor: str) -> list[list[Converter]]:
     out = []
     for name in names:
-        field = model._meta.get_field(name)
-        col = field.cached_col  # type: ignore[attr-defined]
-        out.append(list(connection.ops.get_db_converters(col)) + list(field.get_db_converters(connection)))
+        found = field(model, name)
+        col = found.cached_col
+        own = found.get_db_converters(connection)  # type: ignore[attr-defined]  # not in the stubs
+        out.append(list(connection.ops.get_db_converters(col)) + list(own))
     return out
 
 
@@ -53,7 +60,7 @@ def convert(model: type[models.Model], names: Sequence[str], row: Sequence[Any])
     for i, (name, converters) in enumerate(
         zip(names, _converters(model, tuple(names), connection.vendor), strict=True)
     ):
-        col = model._meta.get_field(name).cached_col  # type: ignore[attr-defined]
+        col = field(model, name).cached_col
         for converter in converters:
             values[i] = converter(values[i], col, connection)
     return values
@@ -78,7 +85,7 @@ def _select_sql(model: type[models.Model], names: tuple[str, ...], where: str) -
 
 @cache
 def _insert_fields(model: type[models.Model]) -> tuple[models.Field[Any, Any], ...]:
-    return tuple(f for f in model._meta.concrete_fields if not f.generated)  # type: ignore[attr-defined]
+    return tuple(f for f in model._meta.concrete_fields if not f.generated)
 
 
 def insert_sql(model: type[models.Model], rows: int, suffix: str = "") -> str:
@@ -134,9 +141,7 @@ def update(
     """
     add = add or {}
     statement = _update_sql(model, tuple(values), tuple(add), where)
-    prepared = [
-        model._meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()
-    ]
+    prepared = [field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
     with connection.cursor() as cursor:
         cursor.execute(statement, [*prepared, *add.values(), *params])
         return int(cursor.rowcount)
@@ -169,11 +174,11 @@ def select_models(
     for model, _alias, names in key:
         values = convert(model, names, row[offset : offset + len(names)])
         offset += len(names)
-        pk_name = model._meta.pk.name  # type: ignore[union-attr]
+        pk_name = model._meta.pk.name
         if pk_name in names and values[names.index(pk_name)] is None:
             out.append(None)
             continue
-        attnames = [model._meta.get_field(n).attname for n in names]  # type: ignore[union-attr]
+        attnames = [field(model, n).attname for n in names]
         ordered = dict(zip(attnames, values, strict=True))
         fields = [f.attname for f in model._meta.concrete_fields if f.attname in ordered]
         out.append(model.from_db(connection.alias, fields, [ordered[a] for a in fields]))

@@ -234,5 +234,5 @@ def tenant_lock(tenant_id: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT id FROM {Tenant._meta.db_table} WHERE id = %s {lock}",  # noqa: S608 - from metadata
-            [Tenant._meta.pk.get_db_prep_value(tenant_id, connection, prepared=False)],  # type: ignore[union-attr]
+            [Tenant._meta.pk.get_db_prep_value(tenant_id, connection, prepared=False)],
         )

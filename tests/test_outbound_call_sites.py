@@ -26,7 +26,10 @@ CALL_SITES = {
     ("connectors/kinds/mysql.py", "_connect"): "policy",
     ("connectors/kinds/messaging.py", "send"): "policy",
     ("connectors/kinds/messaging.py", "test"): "policy",
-    ("agents/llm/gateway.py", "llm_complete"): "policy",  # tenant base URLs: pinned resolution
+    ("agents/llm/gateway.py", "_call_sync"): "policy",  # tenant base URLs: pinned resolution
+    # The event loop's calls: the platform's configured providers only; a tenant policy is refused.
+    ("agents/llm/gateway.py", "_call_async"): "policy",
+    ("falcon/pgnotify.py", "_listen"): "the platform's own database (DATABASES): LISTEN for run changes",
     ("connectors/netguard.py", "_is_this_machine"): "binds a probe socket to ask if an address is local",
 }
 PLATFORM_MODULES = {

@@ -7,11 +7,14 @@ Provider errors become ``LlmError`` with ``retryable`` set for 429, 5xx, timeout
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -196,13 +199,28 @@ def _error_from(exc: Exception, model: str, extra_secrets: tuple[str, ...] = ())
     )
 
 
-def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None) -> LlmResult:
-    """One completion through LiteLLM (no retries here: the engine's retry policy decides).
+@dataclass
+class _Call:
+    """One prepared LiteLLM call: its keyword arguments and the resolution guard it runs under."""
 
-    ``credentials`` (``api_key``, ``api_base``, ``allowed_models``) come from a tenant's provider
-    connector; without them the platform's environment credentials are used.
-    """
-    litellm = _litellm()
+    request: LlmRequest
+    litellm_model: str
+    kwargs: dict[str, Any]
+    secrets: tuple[str, ...]
+    policy: NetPolicy | None  # a tenant's base URL: names resolved during the call are checked
+
+
+@dataclass
+class Answer:
+    """The provider's answer before pricing (pricing reads the price table: not on the event loop)."""
+
+    call: _Call
+    response: Any
+    latency_ms: int
+
+
+def _prepare(request: LlmRequest, credentials: dict[str, Any] | None) -> _Call:
+    _litellm()
     provider = provider_of(request.model)
     allowed = (credentials or {}).get("allowed_models") or []
     if allowed and request.model not in allowed:
@@ -210,7 +228,7 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
             f"{request.model} is not among the connector's allowed models", code="model_not_allowed"
         )
     litellm_model = _litellm_model(request.model)
-    guard: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    tenant_policy: NetPolicy | None = None
     kwargs: dict[str, Any] = {
         "messages": request.messages,
         "timeout": request.timeout_s,
@@ -241,19 +259,45 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
                 policy.check_url(str(credentials["api_base"]))
             except Blocked as exc:
                 raise LlmError(f"{request.model}: {exc}", code="destination_blocked") from exc
-            guard = pinned_resolution(policy)
+            tenant_policy = policy
     else:
         kwargs.update(
             model=litellm_model, **_credentials("ollama" if provider == "ollama_chat" else provider)
         )
+    secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
+    return _Call(request, litellm_model, kwargs, secrets, tenant_policy)
+
+
+def _call_sync(call: _Call) -> Answer:
+    litellm = _litellm()
+    guard: contextlib.AbstractContextManager[Any] = (
+        contextlib.nullcontext() if call.policy is None else pinned_resolution(call.policy)
+    )
     started = time.monotonic()
     try:
         with guard:
-            response = litellm.completion(**kwargs)
+            response = litellm.completion(**call.kwargs)
     except Exception as exc:
-        secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
-        raise _error_from(exc, request.model, secrets) from exc
-    latency_ms = int((time.monotonic() - started) * 1000)
+        raise _error_from(exc, call.request.model, call.secrets) from exc
+    return Answer(call, response, int((time.monotonic() - started) * 1000))
+
+
+async def _call_async(call: _Call) -> Answer:
+    """Only the platform's configured providers (and the offline sandbox) are called on the loop."""
+    if call.policy is not None:  # pinned resolution patches a thread's name lookups: see _Loop.start
+        raise ValueError("a call to a tenant's base URL must run in a thread under its network policy")
+    litellm = _litellm()
+    started = time.monotonic()
+    try:
+        response = await litellm.acompletion(**call.kwargs)
+    except Exception as exc:
+        raise _error_from(exc, call.request.model, call.secrets) from exc
+    return Answer(call, response, int((time.monotonic() - started) * 1000))
+
+
+def llm_result(answer: Answer) -> LlmResult:
+    """The answer as the engine sees it, priced (reads the price table: call it off the event loop)."""
+    request, response = answer.call.request, answer.response
     message = response.choices[0].message
     tool_calls: list[ToolCall] = []
     for call in getattr(message, "tool_calls", None) or []:
@@ -274,13 +318,54 @@ def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None)
     return LlmResult(
         text=message.content or "",
         model=request.model,
-        provider=provider,
+        provider=provider_of(request.model),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        cost_usd=_cost(request.model, litellm_model, prompt_tokens, completion_tokens),
-        latency_ms=latency_ms,
+        cost_usd=_cost(request.model, answer.call.litellm_model, prompt_tokens, completion_tokens),
+        latency_ms=answer.latency_ms,
         tool_calls=tool_calls,
     )
+
+
+def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None) -> LlmResult:
+    """One completion through LiteLLM in this thread (no retries here: the engine's retry policy decides).
+
+    ``credentials`` (``api_key``, ``api_base``, ``allowed_models``) come from a tenant's provider
+    connector; without them the platform's environment credentials are used.
+    """
+    return llm_result(_call_sync(_prepare(request, credentials)))
+
+
+class _Loop:
+    """One asyncio event loop thread per process, where LLM calls wait for their providers: hundreds
+    in flight cost one thread, not one each (LiteLLM's async API; its clients are reused per loop)."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+        self._threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="falcon-llm")
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = asyncio.new_event_loop()
+                threading.Thread(target=self._loop.run_forever, name="falcon-llm-loop", daemon=True).start()
+            return self._loop
+
+    def start(self, call: _Call) -> Future[Answer]:
+        if call.policy is not None:
+            # Pinned resolution patches this thread's name lookups: such calls run in a thread.
+            return self._threads.submit(_call_sync, call)
+        return asyncio.run_coroutine_threadsafe(_call_async(call), self.loop())
+
+
+_loop = _Loop()
+
+
+def llm_start(request: LlmRequest, credentials: dict[str, Any] | None = None) -> Future[Answer]:
+    """Starts one completion and returns at once: a future of its ``Answer`` (``llm_result`` prices
+    it), or of an ``LlmError``. The caller keeps its own thread free to watch for cancellation."""
+    return _loop.start(_prepare(request, credentials))
 
 
 # --- quotas: every call reserves its estimate first and settles the real figures after ------------------

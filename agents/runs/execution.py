@@ -31,10 +31,16 @@ from agents.engine.spec import PURE_STEP_TYPES, provider_of, spec_for_version, v
 from agents.engine.types import LlmRequest, LlmResult, ResolvedPrompt, RunCancelled, StepFailure, StepRecord
 from agents.engine.validate import input_problems
 from agents.llm import gateway as llm
+from agents.llm.gateway import Answer
 from agents.prompts.services import prompt_resolve
 from agents.runs.models import Run, StepRun
 from agents.runs.payloads import log_safe, public_error_of
-from agents.runs.services import run_failure_notify, runs_dispatch_tenant, runs_running_count
+from agents.runs.services import (
+    run_failure_notify,
+    run_finished_notify,
+    runs_dispatch_tenant,
+    runs_running_count,
+)
 from agents.workflows.models import Agent, AgentVersion, Variable
 from billing.plans import Metric
 from billing.quotas import plan_limit
@@ -91,7 +97,8 @@ class HeartbeatMonitor:
 
 
 heartbeats = HeartbeatMonitor()
-_llm_pool = ThreadPoolExecutor(max_workers=256, thread_name_prefix="falcon-llm")
+# Settles LLM calls a run stopped waiting for, once they answer (off the event loop: it writes rows).
+_settlers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="falcon-llm-settle")
 
 
 # --- Claiming -------------------------------------------------------------------------------------------
@@ -159,22 +166,20 @@ def _claim(run_id: Any) -> Claimed | None:
     return Claimed(run, row[len(_RUN_FIELDS)], int(row[len(_RUN_FIELDS) + 1]))
 
 
-def _settle_when_done(reservation: Any, future: Future[LlmResult]) -> None:
+def _settle_when_done(reservation: Any, future: Future[Answer]) -> None:
     """Settles an LLM call the run stopped waiting for (cancelled, timed out) with what the provider
     really reported, once it answers: the tokens were spent even though the run dropped the answer."""
+    _settlers.submit(_settle, reservation, future)
+
+
+def _settle(reservation: Any, future: Future[Answer]) -> None:
     try:
-        result = None if future.cancelled() or future.exception() is not None else future.result()
+        result = (
+            None if future.cancelled() or future.exception() is not None else llm.llm_result(future.result())
+        )
         llm.llm_budget_settle(reservation, result)
     except Exception:
         logger.exception("Could not settle an abandoned LLM call")
-    finally:
-        connection.close()
-
-
-def _llm_call(request: LlmRequest, credentials: dict[str, Any] | None) -> LlmResult:
-    """Runs in the LLM thread pool; pricing may read the price table, so the connection is closed after."""
-    try:
-        return llm.llm_complete(request, credentials)
     finally:
         connection.close()
 
@@ -199,7 +204,7 @@ class DatabaseHooks:
         self.prompts_used: list[dict[str, Any]] = []
         # What this claim recorded (prompt tokens, completion tokens, cost): the run's totals when it
         # is the run's first claim, without summing the rows back.
-        self.totals = [0, 0, Decimal(0)]
+        self.totals: list[Any] = [0, 0, Decimal(0)]
 
     def step_started(self, key: str) -> None:
         return None
@@ -301,15 +306,16 @@ class DatabaseHooks:
         # Release the database connection for the seconds the provider takes (see the module docstring).
         if not connection.in_atomic_block:
             connection.close()
-        future = _llm_pool.submit(_llm_call, request, credentials)
+        try:
+            future = llm.llm_start(request, credentials)
+        except BaseException:
+            llm.llm_budget_settle(reservation, None)
+            raise
         try:
             result = self._llm_wait(request, future)
         except (RunCancelled, StepFailure):
-            if future.cancel():  # never started: nothing was spent
-                llm.llm_budget_settle(reservation, None)
-            else:
-                # Still in flight (or just done): the provider's own figures settle it when they come.
-                future.add_done_callback(partial(_settle_when_done, reservation))
+            # Still in flight (or just done): the provider's own figures settle it when they come.
+            future.add_done_callback(partial(_settle_when_done, reservation))
             raise
         except BaseException:
             llm.llm_budget_settle(reservation, None)
@@ -317,21 +323,23 @@ class DatabaseHooks:
         llm.llm_budget_settle(reservation, result)
         return result
 
-    def _llm_wait(self, request: LlmRequest, future: Future[LlmResult]) -> LlmResult:
+    def _llm_wait(self, request: LlmRequest, future: Future[Answer]) -> LlmResult:
         deadline = time.monotonic() + request.timeout_s + 5
         while True:
             try:
-                return future.result(timeout=0.25)
+                answer = future.result(timeout=self.CANCEL_CHECK_INTERVAL_S)
             except FutureTimeout:
-                if self.cancelled():
+                cancelled = self.cancelled()
+                if not connection.in_atomic_block:
+                    connection.close()  # back to the pool while the provider takes its time
+                if cancelled:
                     raise RunCancelled() from None  # the answer is dropped; its usage is still settled
                 if time.monotonic() > deadline:
                     raise StepFailure(
                         "the model did not answer in time", code="llm_timeout", retryable=True
                     ) from None
-            finally:
-                if not connection.in_atomic_block:
-                    connection.close()
+                continue
+            return llm.llm_result(answer)
 
     def resolve_prompt(self, ref: Any, step_id: str) -> ResolvedPrompt:
         """The library version the step uses now (its label is read at call time), remembered on the run."""
@@ -587,6 +595,7 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
         add={"active_seconds": elapsed},
     )
     if updated and status != "waiting" and not claimed.inline:
+        run_finished_notify(run.pk)
         runs_dispatch_tenant(run.tenant_id)  # an inline run never held a slot: it frees none
     if updated and status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
         run.status, run.error = status, outcome.error

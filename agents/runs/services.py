@@ -25,7 +25,7 @@ from agents.workflows.services import watcher_emails
 from billing.errors import QuotaExceeded
 from billing.plans import Metric
 from billing.quotas import entitlement, plan_limit, quota_consume
-from falcon import sql
+from falcon import pgnotify, sql
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
@@ -58,6 +58,7 @@ def run_start(
     rerun_of: Run | None = None,
     enqueue: bool = True,
     claim: bool = False,
+    charge: bool = True,
 ) -> tuple[Run, bool]:
     """A queued run of the published version (or ``version``), and whether it is new.
 
@@ -65,6 +66,8 @@ def run_start(
     ``enqueue=False`` leaves the queued run for the caller to execute inline (``run_execute``); the
     sweeper dispatches it anyway if the caller dies first. ``claim=True`` (inline execution in the
     caller's transaction) creates it already claimed when the tenant is below its concurrency limit.
+    ``charge=False``: the caller consumes the run's quota unit itself, later in the same transaction
+    (``quota_consume(tenant, Metric.RUNS)``), so that the shared counter row is locked only briefly.
     """
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
@@ -92,6 +95,7 @@ def run_start(
                 rerun_of,
                 enqueue=enqueue,
                 claim=claim,
+                charge=charge,
             ), True
         except QuotaExceeded:
             if idempotency_key is not None and (existing := _idempotent_match(agent, idempotency_key)):
@@ -137,13 +141,13 @@ def _run_insert(
     *,
     enqueue: bool,
     claim: bool,
+    charge: bool,
 ) -> Run:
     """The run's row, its run-quota unit and (when the tenant chains run starts) its audit event, in
     one transaction of three statements: this is every API, webhook and schedule run's path."""
     now = timezone.now()
     with transaction.atomic():
         ent = entitlement(agent.tenant_id, now=now)
-        quota_consume(agent.tenant_id, Metric.RUNS, ent=ent)
         run = Run(
             tenant_id=agent.tenant_id,
             agent=agent,
@@ -167,6 +171,8 @@ def _run_insert(
             run.deferred = True  # at the limit: queued, dispatched when one of its runs finishes
         (audited,) = sql.insert([run], _AUDIT_FLAG, [sql.param(Run, "tenant", agent.tenant_id)])
         run._state.adding = False
+        if charge:  # after the INSERT: the counter row every run start shares is locked until commit
+            quota_consume(agent.tenant_id, Metric.RUNS, ent=ent)
         # A run start is a data event, recorded on the run (who, which key, which trigger): runs
         # do not queue on the tenant's audit chain unless the tenant asks for every start chained.
         if audited:
@@ -204,6 +210,8 @@ def run_cancel(*, run: Run, actor: Actor) -> Run:
         run.error = {"code": "cancelled", "message": f"Cancelled by {actor.label}.", "step": run.waiting_step}
         fields += ["status", "finished_at", "error"]
     run.save(update_fields=fields)
+    if run.status == Run.Status.CANCELLED:
+        run_finished_notify(run.pk)
     audit_record(
         tenant=run.tenant_id,
         actor=actor,
@@ -264,14 +272,41 @@ def run_rerun(*, run: Run, actor: Actor) -> Run:
 WAIT_POLL_S = 0.05
 
 
+RUN_FINISHED_CHANNEL = "falcon_run_finished"
+_finished = pgnotify.Listener(RUN_FINISHED_CHANNEL)
+
+
 def run_wait(run_id: Any, wait_s: float) -> Run:
-    """The run, once finished or when ``wait_s`` is up (a bounded long poll for synchronous callers)."""
+    """The run, once finished or when ``wait_s`` is up (a bounded long poll for synchronous callers).
+
+    On PostgreSQL the caller sleeps until the worker's finishing transaction notifies it (one
+    listening connection per process for every waiter); it re-reads the run at least every second
+    in case a notification was lost. Elsewhere it polls.
+    """
     deadline = time.monotonic() + wait_s
-    while True:
-        run = Run.objects.select_related("agent", "version").get(pk=run_id)
-        if run.status in Run.FINISHED or time.monotonic() >= deadline:
-            return run
-        time.sleep(WAIT_POLL_S)
+    if not pgnotify.supported():
+        while True:
+            run = Run.objects.select_related("agent", "version").get(pk=run_id)
+            if run.status in Run.FINISHED or time.monotonic() >= deadline:
+                return run
+            time.sleep(WAIT_POLL_S)
+    key = str(run_id)
+    event = _finished.register(key)
+    try:
+        while True:
+            run = Run.objects.select_related("agent", "version").get(pk=run_id)
+            left = deadline - time.monotonic()
+            if run.status in Run.FINISHED or left <= 0:
+                return run
+            event.wait(timeout=min(1.0, left))
+            event.clear()
+    finally:
+        _finished.unregister(key, event)
+
+
+def run_finished_notify(run_id: Any) -> None:
+    """Wakes whoever waits for this run (``run_wait``), when the caller's transaction commits."""
+    pgnotify.notify(RUN_FINISHED_CHANNEL, str(run_id))
 
 
 def run_failure_notify(run: Run) -> None:

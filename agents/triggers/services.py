@@ -22,6 +22,7 @@ from agents.engine import templates
 from agents.engine.spec import PURE_STEP_TYPES, spec_for_version
 from agents.errors import RunInputInvalid
 from agents.notifications.services import notify, people_with
+from agents.runs.execution import run_execute
 from agents.runs.models import Run
 from agents.runs.services import run_start
 from agents.triggers.models import Trigger, TriggerEvent
@@ -31,6 +32,7 @@ from billing.plans import Metric
 from billing.quotas import (
     entitlement,
     plan_limit,
+    quota_consume,
     quota_count_check,
     quota_over_limit_check,
 )
@@ -502,11 +504,12 @@ def trigger_fire(
     delivery_id: str = "",
     idempotency_key: str | None = None,
     enqueue: bool = True,
-    claim: bool = False,
+    inline: bool = False,
 ) -> tuple[TriggerEvent, Run | None]:
     """Maps the event to run input, starts the run (or records why not).
 
-    ``claim``: the caller executes the run inline in its transaction (``run_start(claim=True)``).
+    ``inline``: the run (a short pure workflow: ``inline_eligible``) is executed here, within the
+    caller's transaction, and returned finished; at the tenant's concurrency limit it is left queued.
     """
     actor = Actor.system(f"trigger:{trigger.name}")
 
@@ -532,16 +535,26 @@ def trigger_fire(
         code = "input_mapping_failed" if exc.code == "template_error" else exc.code
         return refuse(code, f"the input mapping failed: {exc}")
     try:
-        run, _ = run_start(
-            agent=agent,
-            input=run_input,
-            actor=actor,
-            trigger=trigger.kind,
-            trigger_ref=str(trigger.pk),
-            idempotency_key=idempotency_key,
-            enqueue=enqueue and not claim,
-            claim=claim,
-        )
+        # Inline, the rows every delivery shares (the run counter, the trigger's stamp) are written
+        # last, just before the commit: their row locks are held for microseconds, not while the
+        # run executes, so concurrent deliveries of one tenant do not queue behind each other.
+        with transaction.atomic():
+            run, new = run_start(
+                agent=agent,
+                input=run_input,
+                actor=actor,
+                trigger=trigger.kind,
+                trigger_ref=str(trigger.pk),
+                idempotency_key=idempotency_key,
+                enqueue=enqueue and not inline,
+                claim=inline,
+                charge=not inline,
+            )
+            if inline and new and run.status == Run.Status.RUNNING:
+                run.status = run_execute(run.pk, run=run) or Run.Status.QUEUED
+            accepted = _accepted(trigger, run, delivery_id)
+            if inline and new:
+                quota_consume(run.tenant_id, Metric.RUNS)
     except RunInputInvalid as exc:
         return refuse("invalid_input", exc.message)
     except QuotaExceeded as exc:
@@ -549,16 +562,28 @@ def trigger_fire(
         raise  # callers answer it in their own protocol (HTTP 429, SMTP 452, a skipped firing)
     except Conflict as exc:
         return refuse(exc.code, exc.message)
-    # Two short statements written by hand: every webhook, e-mail and schedule firing makes them.
+    return accepted, run
+
+
+STAMP_EVERY = timedelta(seconds=1)
+
+
+def _accepted(trigger: Trigger, run: Run, delivery_id: str) -> TriggerEvent:
+    """The accepted delivery's event row, and the trigger's "last fired" stamp (at most once a second:
+    every delivery would otherwise update, and lock, that one row)."""
     event = TriggerEvent(
         tenant_id=trigger.tenant_id, trigger=trigger, accepted=True, run=run, delivery_id=delivery_id[:200]
     )
-    sql.update(
-        Trigger, {"last_fired_at": event.received_at}, "id = %s", [sql.param(Trigger, "id", trigger.pk)]
-    )
     sql.insert([event])
     event._state.adding = False
-    return event, run
+    if trigger.last_fired_at is None or event.received_at - trigger.last_fired_at >= STAMP_EVERY:
+        sql.update(
+            Trigger,
+            {"last_fired_at": event.received_at},
+            "id = %s AND (last_fired_at IS NULL OR last_fired_at < %s)",
+            [sql.param(Trigger, "id", trigger.pk), sql.param(Trigger, "last_fired_at", event.received_at)],
+        )
+    return event
 
 
 REFUSAL_WINDOW = timedelta(minutes=1)

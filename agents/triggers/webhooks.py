@@ -7,12 +7,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.core.cache import cache
-from django.db import transaction
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from agents.runs.execution import run_execute
 from agents.runs.models import Run
 from agents.runs.services import run_wait
 from agents.triggers import services as trigger_services
@@ -91,28 +89,17 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         "headers": {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS},
     }
     inline = trigger_services.inline_eligible(trigger.agent.published_version)
-    refused: QuotaExceeded | None = None
-    # One transaction per delivery: the run, its trigger event and, for a short pure workflow executed
-    # inline, every step and the outcome are committed together (or not at all: the sender retries).
-    with transaction.atomic():
-        try:
-            record, run = trigger_services.trigger_fire(
-                trigger=trigger,
-                event=event,
-                delivery_id=delivery_id,
-                idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
-                enqueue=not inline,
-                claim=inline,
-            )
-        except QuotaExceeded as exc:
-            refused = exc  # its refusal is recorded: this transaction commits it
-        else:
-            if run is not None and run.status == Run.Status.RUNNING and run.claims == 1 and inline:
-                # Claimed at creation (the tenant was below its concurrency limit) and logged step by
-                # step; at the limit it was left queued for the dispatcher instead.
-                run.status = run_execute(run.pk, run=run) or Run.Status.QUEUED
-    if refused is not None:
-        return error_response(refused)
+    try:
+        # A short pure workflow runs inline: its steps and outcome commit with the delivery itself.
+        record, run = trigger_services.trigger_fire(
+            trigger=trigger,
+            event=event,
+            delivery_id=delivery_id,
+            idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
+            inline=inline,
+        )
+    except QuotaExceeded as exc:
+        return error_response(exc)
     if run is None:
         return json_error(422, record.code, record.message)
     wait = float(config.get("sync_wait_s") or 0)

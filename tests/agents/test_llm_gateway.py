@@ -64,3 +64,44 @@ def test_provider_errors_never_carry_the_key(llm):
         llm_complete(LlmRequest(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]))
     assert raised.value.retryable is False
     assert "sk-test-openai-key-123456" not in raised.value.message
+
+
+def test_many_calls_in_flight_without_a_thread_each(llm):
+    """llm_start returns at once; 60 calls wait for the provider together on the process's one event
+    loop thread, not on 60 threads (the worker's I/O concurrency does not cost a thread per call)."""
+    import os
+    import threading
+
+    from agents.llm.gateway import llm_result, llm_start
+
+    llm.default_delay_s = 0.5
+    before = set(threading.enumerate())
+    futures = [
+        llm_start(LlmRequest(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": f"n{i}"}]))
+        for i in range(60)
+    ]
+    results = [llm_result(f.result(timeout=30)) for f in futures]
+    assert llm.peak_in_flight == 60
+    # The loop thread (started once per process) and its bounded default executor (name lookups), not
+    # a thread per call (the loopback provider's own threads, one per connection, are the server side).
+    ours = {t.name for t in set(threading.enumerate()) - before if "process_request" not in t.name}
+    assert all(name == "falcon-llm-loop" or name.startswith("asyncio_") for name in ours)
+    assert len(ours) <= 1 + min(32, (os.cpu_count() or 1) + 4) < 60
+    assert sorted(r.text for r in results) == sorted(f"echo: n{i}" for i in range(60))
+    assert all(r.prompt_tokens > 0 and r.cost_usd > 0 for r in results)
+
+
+def test_a_tenant_base_url_is_never_called_on_the_event_loop():
+    """Calls to a tenant's base URL run in a thread under pinned resolution; the loop refuses them."""
+    import asyncio
+
+    from agents.llm import gateway
+    from connectors.netguard import PUBLIC_ONLY
+
+    call = gateway._prepare(
+        LlmRequest(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": "x"}]),
+        {"api_key": "k", "api_base": "https://93.184.216.34/v1", "policy": PUBLIC_ONLY},
+    )
+    assert call.policy is PUBLIC_ONLY
+    with pytest.raises(ValueError, match="network policy"):
+        asyncio.run(gateway._call_async(call))

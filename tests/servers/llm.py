@@ -67,6 +67,12 @@ def _last_user_text(provider: str, body: dict[str, Any]) -> str:
     return ""
 
 
+class _Server(ThreadingHTTPServer):
+    # Hundreds of calls may connect at once (the worker's I/O concurrency): the default backlog of 5
+    # would make the kernel drop connections and the client retry a second later.
+    request_queue_size = 1024
+
+
 class LlmServer:
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -76,7 +82,7 @@ class LlmServer:
         self.in_flight = 0
         self.peak_in_flight = 0
         server = self
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(server))
+        self.httpd = _Server(("127.0.0.1", 0), _handler(server))
         self.httpd.daemon_threads = True
         self.httpd.request_queue_size = 1024
         self.port = self.httpd.server_address[1]

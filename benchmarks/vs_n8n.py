@@ -1,0 +1,346 @@
+"""Run throughput side by side with n8n: the same webhook workflows, the same fake LLM, the same
+machine, interleaved level by level, driven by ``wrk``.
+
+  A  webhook -> 3 trivial steps -> respond       (n8n: Webhook -> Set -> Code -> Respond to Webhook)
+  B  webhook -> one LLM call (50 ms) -> respond  (n8n: Webhook -> HTTP Request -> Respond to Webhook)
+
+n8n 2.8.4 runs as the anchor installs it (single instance, SQLite, every execution saved), through
+``$N8N_BENCH/run.sh`` (default ``/tmp/n8nbench``; copy ``../shared/anchors/n8n`` there; the first
+install takes ~4 minutes). Falcon runs as the README's production section says: gunicorn (gthread),
+one Celery worker (threads pool), PostgreSQL, Redis, with every step of every run logged. Falcon's
+modes per workflow:
+
+  inline   A executes inside the webhook request (the default for short pure workflows)
+  sync     B's trigger has ``sync_wait_s``: the request answers with the run's output
+  queued   202 at once; the figure is runs *completed* per second while the load runs, and the
+           backlog (runs not finished) when it stops
+
+Both sides use the same fake OpenAI server (the anchor's ``fake_openai.py``, 50 ms per answer).
+
+    python -m benchmarks.vs_n8n [seconds per level] [warm-up seconds]
+    env: N8N_BENCH=/tmp/n8nbench  CONCS="1 8 32"  WORKFLOWS="A B"  WEB_THREADS=16  WORKER_THREADS=64
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import ROOT, cpu_seconds, make_agent, setup_django
+
+FAKE_PORT = 9999
+N8N_PORT = 5678
+FALCON_PORT = 8766
+FALCON_QUEUED_PORT = 8767
+BODY = '{"name":"bench","value":21,"items":[1,2,3]}'
+
+THREE_STEPS = {
+    "inputs": {"type": "object", "properties": {"name": {"type": "string"}, "value": {"type": "integer"}}},
+    "steps": [
+        {"id": "a", "type": "transform", "value": {"name": "{{ input.name }}", "value": "{{ input.value }}"}},
+        {"id": "b", "type": "transform", "value": "{{ steps.a.output.value * 2 }}"},
+        {"id": "c", "type": "transform", "value": {"result": "{{ steps.b.output + 1 }}"}},
+    ],
+}
+ONE_LLM_CALL = {
+    "inputs": {"type": "object", "properties": {"name": {"type": "string"}}},
+    "steps": [
+        {"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "Say hi to {{ input.name }}"}
+    ],
+}
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '@BODY@'
+local threads = {}
+setup = function(thread) table.insert(threads, thread) end
+bad = 0
+response = function(status, headers, body) if status >= 300 then bad = bad + 1 end end
+done = function(summary, latency, requests)
+  local b = 0
+  for _, t in ipairs(threads) do b = b + (t:get("bad") or 0) end
+  local e = summary.errors
+  io.write(string.format("RESULT requests=%d rps=%.1f p50=%.1f p99=%.1f errors=%d bad=%d\\n",
+    summary.requests, summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, e.connect + e.read + e.write + e.timeout, b))
+end
+""".replace("@BODY@", BODY)
+
+
+def wrk(url: str, concurrency: int, seconds: float, headers: dict[str, str]) -> dict[str, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    args = [
+        "wrk",
+        f"-t{1 if concurrency < 2 else 2}",
+        f"-c{concurrency}",
+        f"-d{seconds:g}s",
+        "--timeout",
+        "60s",
+    ]
+    for name, value in headers.items():
+        args += ["-H", f"{name}: {value}"]
+    out = subprocess.run([*args, "-s", script.name, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(script.name)
+    line = next(x for x in out.splitlines() if x.startswith("RESULT"))
+    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", line)}
+
+
+def process_tree(pid: int) -> list[int]:
+    children = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [pid, *[p for c in children.split() for p in process_tree(int(c))]]
+
+
+def tree_cpu(pid: int) -> float:
+    total = 0.0
+    for p in process_tree(pid):
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += cpu_seconds(p)
+    return total
+
+
+def wait_http(
+    port: int, path: str, *, method: str = "GET", body: str | None = None, timeout: float = 120
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request(method, path, body=body, headers={"Content-Type": "application/json"})
+            if connection.getresponse().status < 500:
+                return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+def start_n8n(bench: Path) -> None:
+    if not (bench / "node_modules" / ".bin" / "n8n").exists():
+        sys.exit(
+            f"n8n is not installed in {bench}: cp -r ../shared/anchors/n8n {bench} && "
+            f'WORKFLOWS="" {bench}/run.sh (about 4 minutes), then run this again.'
+        )
+    subprocess.run(
+        [str(bench / "run.sh")],
+        env={**os.environ, "BENCH": str(bench), "WORKFLOWS": "", "KEEP": "1"},
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+
+def stop_pidfile(path: Path) -> None:
+    if path.exists():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(path.read_text().strip()), 15)
+        path.unlink()
+
+
+def start_falcon(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    threads = os.environ.get("WEB_THREADS", "16")
+    env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1,localhost", "FALCON_SSL_REDIRECT": "0", **extra_env}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "falcon.wsgi",
+            "--workers",
+            "2",
+            "--threads",
+            threads,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_http(port, "/healthz")
+    return process
+
+
+def start_worker(extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
+    threads = os.environ.get("WORKER_THREADS", "64")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "falcon",
+            "worker",
+            "--pool=threads",
+            f"--concurrency={threads}",
+            "--loglevel=ERROR",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **extra_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def webhook(agent: Any, *, sync: bool) -> tuple[str, dict[str, str]]:
+    from agents.triggers.services import trigger_create
+    from tenants.audit import Actor
+
+    config: dict[str, Any] = {"auth": "header", "header_name": "X-Token", "rate_limit_per_minute": 10_000_000}
+    if sync:
+        config["sync_wait_s"] = 30
+    trigger, secret = trigger_create(
+        agent=agent,
+        name=f"bench-{time.time_ns()}",
+        kind="webhook",
+        enabled=True,
+        config=config,
+        input_mapping={"name": "{{ event.body.name }}", "value": "{{ event.body.value }}"},
+        actor=Actor.system("bench"),
+        created_by=None,
+    )
+    assert secret is not None
+    return f"/hooks/{trigger.public_id}", {"X-Token": secret}
+
+
+def falcon_counts(agent: Any, since: Any, until: Any) -> dict[str, int]:
+    from agents.models import Run, StepRun
+
+    runs = Run.objects.filter(agent=agent, created_at__gte=since, created_at__lte=until)
+    return {
+        "created": runs.count(),
+        "finished_in_window": Run.objects.filter(agent=agent, finished_at__gte=since, finished_at__lte=until)
+        .filter(status="succeeded")
+        .count(),
+        "unfinished": Run.objects.filter(agent=agent).exclude(status__in=Run.FINISHED).count(),
+        "steps": StepRun.objects.filter(run__in=runs).count(),
+    }
+
+
+def drain(agent: Any, timeout: float = 300) -> None:
+    from agents.models import Run
+
+    deadline = time.monotonic() + timeout
+    while Run.objects.filter(agent=agent).exclude(status__in=Run.FINISHED).exists():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the backlog did not drain")
+        time.sleep(0.2)
+
+
+def main() -> None:
+    seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30
+    warmup = float(sys.argv[2]) if len(sys.argv) > 2 else 10
+    concurrencies = [int(c) for c in os.environ.get("CONCS", "1 8 32").split()]
+    workflows = os.environ.get("WORKFLOWS", "A B").split()
+    bench = Path(os.environ.get("N8N_BENCH", "/tmp/n8nbench"))
+    provider = {
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{FAKE_PORT}/v1",
+        "FALCON_API_RATE": "100000000/min",
+    }
+    os.environ.update(provider)
+    setup_django()
+    from django.utils import timezone
+
+    agents = {
+        "A": make_agent(THREE_STEPS, concurrent_runs=1000),
+        "B": make_agent(ONE_LLM_CALL, concurrent_runs=1000),
+    }
+    hooks = {
+        ("A", "inline"): webhook(agents["A"], sync=False),
+        ("A", "queued"): webhook(agents["A"], sync=False),
+        ("B", "sync"): webhook(agents["B"], sync=True),
+        ("B", "queued"): webhook(agents["B"], sync=False),
+    }
+    start_n8n(bench)
+    n8n_pid = int((bench / "n8n.pid").read_text())
+    inline = start_falcon(FALCON_PORT, {})
+    queued = start_falcon(FALCON_QUEUED_PORT, {"FALCON_WEBHOOK_INLINE_MAX_STEPS": "0"})
+    worker = start_worker({})
+    rows: list[str] = []
+    try:
+        time.sleep(3)
+        for w in workflows:
+            modes = ["inline", "queued"] if w == "A" else ["sync", "queued"]
+            n8n_path = "/webhook/bench" if w == "A" else "/webhook/bench-llm"
+            for c in concurrencies:
+                # n8n first, then each Falcon mode: the same level back to back on the same machine state.
+                wrk(f"http://127.0.0.1:{N8N_PORT}{n8n_path}", c, warmup, {})
+                cpu0 = tree_cpu(n8n_pid)
+                result = wrk(f"http://127.0.0.1:{N8N_PORT}{n8n_path}", c, seconds, {})
+                cores = (tree_cpu(n8n_pid) - cpu0) / seconds
+                rows.append(
+                    f"| {w} | {c} | n8n | {result['rps']:.1f} req/s | {result['p50']:.1f} | "
+                    f"{result['p99']:.1f} | "
+                    f"{cores:.2f} | {int(result['bad'] + result['errors'])} errors | every execution saved |"
+                )
+                print(rows[-1], flush=True)
+                for mode in modes:
+                    path, headers = hooks[(w, mode)]
+                    port = FALCON_QUEUED_PORT if (w, mode) == ("A", "queued") else FALCON_PORT
+                    url = f"http://127.0.0.1:{port}{path}"
+                    wrk(url, c, warmup, headers)
+                    drain(agents[w])
+                    pids = [inline.pid, queued.pid, worker.pid]
+                    cpu0 = sum(tree_cpu(p) for p in pids)
+                    since = timezone.now()
+                    result = wrk(url, c, seconds, headers)
+                    until = timezone.now()
+                    cores = (sum(tree_cpu(p) for p in pids) - cpu0) / seconds
+                    counts = falcon_counts(agents[w], since, until)
+                    steps_each = 3 if w == "A" else 1
+                    completed = counts["finished_in_window"] / seconds
+                    figure = (
+                        f"{result['rps']:.1f} req/s"
+                        if mode != "queued"
+                        else (f"{completed:.1f} runs/s completed ({result['rps']:.1f} accepted/s)")
+                    )
+                    logged = (
+                        f"backlog {counts['unfinished']}"
+                        if mode == "queued"
+                        else (f"{counts['finished_in_window']} runs succeeded")
+                    )
+                    drain(agents[w])
+                    final = falcon_counts(agents[w], since, until)
+                    rows.append(
+                        f"| {w} | {c} | Falcon {mode} | {figure} | {result['p50']:.1f} | "
+                        f"{result['p99']:.1f} | "
+                        f"{cores:.2f} | {int(result['bad'] + result['errors'])} errors | {logged}; "
+                        f"{final['steps']}/{final['created'] * steps_each} steps logged |"
+                    )
+                    print(rows[-1], flush=True)
+    finally:
+        for process in (inline, queued, worker):
+            process.terminate()
+        for process in (inline, queued, worker):
+            process.wait(timeout=60)
+        stop_pidfile(bench / "n8n.pid")
+        stop_pidfile(bench / "fake.pid")
+    print()
+    print(
+        f"{seconds:g} s per level after {warmup:g} s warm-up; wrk, gunicorn, the worker, PostgreSQL, Redis, "
+        "n8n and the fake LLM share this machine's cores. CPU = cores used by the system under test."
+    )
+    print("| workflow | concurrency | system | throughput | p50 ms | p99 ms | CPU cores | errors | logged |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print(json.dumps({"machine_cores": os.cpu_count()}))
+
+
+if __name__ == "__main__":
+    main()

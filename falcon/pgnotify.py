@@ -1,0 +1,93 @@
+"""Waiting for a row to change without polling: PostgreSQL ``LISTEN``/``NOTIFY``.
+
+A writer calls ``notify(channel, key)`` inside its transaction (PostgreSQL delivers the notification
+when, and only if, it commits). A process that has callers waiting keeps one listening connection
+and one thread, whatever the number of waiters, and wakes the waiter of each key it hears. With no
+PostgreSQL (the embedded first-look mode) ``supported()`` is False and callers poll instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+import psycopg
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+
+def supported() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def notify(channel: str, key: str) -> None:
+    """Wakes the waiters of ``key`` once the current transaction commits (at once in autocommit)."""
+    if supported():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_notify(%s, %s)", [channel, key])
+
+
+class Listener:
+    """One ``LISTEN`` connection per process and channel, started by the first waiter."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self._lock = threading.Lock()
+        self._waiters: dict[str, list[threading.Event]] = defaultdict(list)
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def register(self, key: str) -> threading.Event:
+        """An event set when ``key`` is notified. Register *before* reading the state you wait on,
+        so that a change committed in between is not missed."""
+        event = threading.Event()
+        with self._lock:
+            self._waiters[key].append(event)
+            if self._thread is None or not self._thread.is_alive():
+                self._ready.clear()
+                self._thread = threading.Thread(
+                    target=self._listen, name=f"listen-{self.channel}", daemon=True
+                )
+                self._thread.start()
+        self._ready.wait(timeout=5)  # LISTEN is in place (or the listener failed: callers poll too)
+        return event
+
+    def unregister(self, key: str, event: threading.Event) -> None:
+        with self._lock:
+            waiters = self._waiters.get(key, [])
+            if event in waiters:
+                waiters.remove(event)
+            if not waiters:
+                self._waiters.pop(key, None)
+
+    def _listen(self) -> None:
+        settings = connection.settings_dict
+        params: dict[str, Any] = {
+            "dbname": settings["NAME"],
+            "user": settings.get("USER") or None,
+            "password": settings.get("PASSWORD") or None,
+            "host": settings.get("HOST") or None,
+            "port": settings.get("PORT") or None,
+        }
+        try:
+            with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as conn:
+                conn.execute(f"LISTEN {self.channel}")
+                self._ready.set()
+                while True:
+                    for note in conn.notifies(timeout=60):
+                        with self._lock:
+                            events = list(self._waiters.get(note.payload, ()))
+                        for event in events:
+                            event.set()
+                    with self._lock:
+                        if not self._waiters:
+                            return  # nobody waits: the next waiter starts a listener again
+        except Exception:
+            logger.exception("The %s listener stopped; waiters fall back to polling", self.channel)
+        finally:
+            self._ready.set()
+            with self._lock:
+                self._thread = None
