@@ -294,12 +294,71 @@ def quota_reserve(
         wanted.append(
             Hold(tenant_id, Metric.LLM_COST_USD, f"agent:{agent_id}", cost, _units(Metric.LLM_COST_USD, cap))
         )
-    with transaction.atomic():
-        for hold in wanted:
-            _consume_units(
-                replace(ent, tenant_id=hold.tenant_id), hold.metric, hold.units, hold.limit, hold.scope
-            )
+    held = _hold_all(ent, wanted)
+    if held is None:  # a counter is missing (a new period), or a limit refuses: the precise answer
+        with transaction.atomic():
+            for hold in wanted:
+                _consume_units(
+                    replace(ent, tenant_id=hold.tenant_id), hold.metric, hold.units, hold.limit, hold.scope
+                )
+    else:
+        for hold, (counter_id, used, alerted) in zip(wanted, held, strict=True):
+            if hold.units > 0:
+                _alert_check(
+                    replace(ent, tenant_id=hold.tenant_id),
+                    hold.metric,
+                    hold.scope,
+                    counter_id,
+                    used,
+                    alerted,
+                    hold.limit,
+                )
     return Reservation(ent, wanted)
+
+
+def _hold_all(
+    ent: Entitlement, holds: list[Hold], *, check: bool = True
+) -> list[tuple[int, int, int]] | None:
+    """Adds every hold's units to its counter in one statement, all or nothing: (id, used, alerted)
+    per hold in order, or None when a counter is missing or (``check``) a limit would be passed.
+
+    The counters are locked in id order (no deadlock between concurrent reservations) and only for
+    the statement itself: an LLM call's four counters were four statements in a transaction, and
+    hundreds of concurrent calls queued on those locks while their holders waited for the GIL.
+    """
+    rows = ", ".join(["(%s, %s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(holds))
+    params: list[Any] = []
+    for hold in holds:
+        tenant_db, _ = _prep(hold.tenant_id, ent.period_start)
+        params += [tenant_db, hold.metric, hold.scope, hold.units, hold.limit if check else None]
+    _, start_db = _prep(ent.tenant_id, ent.period_start)
+    lock = (
+        " ORDER BY c.id " + connection.ops.for_update_sql(of=("c",))
+        if connection.features.has_select_for_update
+        else ""
+    )
+    fits = "CASE WHEN w.lim IS NULL OR c.used + w.amount <= w.lim THEN 1 ELSE 0 END"
+    if check is False:
+        fits = "1"
+    statement = (
+        f"WITH want(tenant_id, metric, scope, amount, lim) AS (VALUES {rows}), "  # noqa: S608
+        f"locked AS (SELECT c.id, w.amount, {fits} AS fits FROM {_TABLE} c JOIN want w "
+        "ON c.tenant_id = w.tenant_id AND c.metric = w.metric AND c.scope = w.scope "
+        f"WHERE c.period_start = %s{lock}), "
+        "verdict AS (SELECT COUNT(*) = %s AND MIN(fits) = 1 AS ok FROM locked) "
+        f"UPDATE {_TABLE} SET used = CASE WHEN used + l.amount < 0 THEN 0 ELSE used + l.amount END "
+        "FROM locked l, verdict v "
+        f"WHERE {_TABLE}.id = l.id AND v.ok RETURNING "
+        + ", ".join(f"{_TABLE}.{c}" for c in ("id", "used", "alerted_pct", "tenant_id", "metric", "scope"))
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, start_db, len(holds)])
+        found = cursor.fetchall()
+    if len(found) != len(holds):
+        return None
+    # RETURNING may only name the updated table's columns (SQLite): matched back by counter key.
+    by_key = {(str(t), m, sc): (int(i), int(used), int(alerted)) for i, used, alerted, t, m, sc in found}
+    return [by_key[(str(_prep(h.tenant_id, ent.period_start)[0]), h.metric, h.scope)] for h in holds]
 
 
 def _platform_credit_hold(ent: Entitlement, cost: int) -> Hold:
@@ -329,17 +388,31 @@ def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | f
     reservation.settled = True
     cost = usd_to_micro(cost_usd)
     ent = reservation.ent
-    with transaction.atomic():
-        for hold in reservation.held:
-            actual = tokens if hold.metric == Metric.LLM_TOKENS.value else cost
-            delta = actual - hold.units
-            if delta == 0 and actual == 0:
-                continue
-            result = _add(hold.tenant_id, hold.metric, hold.scope, ent.period_start, delta, None)
-            if result is not None and delta > 0:
-                _alert_check(
-                    replace(ent, tenant_id=hold.tenant_id), hold.metric, hold.scope, *result, hold.limit
-                )
+    deltas = [
+        replace(hold, units=(tokens if hold.metric == Metric.LLM_TOKENS.value else cost) - hold.units)
+        for hold in reservation.held
+    ]
+    deltas = [d for d in deltas if d.units != 0]
+    if not deltas:
+        return
+    settled = _hold_all(ent, deltas, check=False)
+    if settled is None:  # a counter vanished (retention): settle what is there, one by one
+        settled = []
+        with transaction.atomic():
+            for hold in deltas:
+                result = _add(hold.tenant_id, hold.metric, hold.scope, ent.period_start, hold.units, None)
+                settled.append(result or (0, 0, 100))
+    for hold, (counter_id, used, alerted) in zip(deltas, settled, strict=True):
+        if hold.units > 0:
+            _alert_check(
+                replace(ent, tenant_id=hold.tenant_id),
+                hold.metric,
+                hold.scope,
+                counter_id,
+                used,
+                alerted,
+                hold.limit,
+            )
 
 
 def usage_summary(tenant: Tenant | Any) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from connectors.errors import Blocked, ConnectorError, ConnectorInvalid
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, Resolved
 from connectors.models import Connector, NetworkAllowance
 from connectors.netguard import NetPolicy, within_ceiling
+from falcon import sql
 from falcon.errors import Conflict, InvalidInput
 from falcon.redaction import public_error
 from tenants import limits
@@ -279,7 +280,10 @@ def provider_connector(*, tenant_id: Any, provider: str) -> Connector | None:
     kind = "ollama" if provider == "ollama_chat" else provider
     if kind not in LLM_PROVIDER_KINDS:
         return None
-    candidates = list(Connector.objects.filter(tenant_id=tenant_id, kind=kind)[:20])
+    # Read on every LLM call: a statement written once rather than compiled each time.
+    candidates = sql.select_all(
+        Connector, "tenant_id = %s AND kind = %s", [sql.param(Connector, "tenant", tenant_id), kind], limit=20
+    )
     if len(candidates) == 1:
         return candidates[0]
     marked = [c for c in candidates if c.config.get("default")]

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, models
 
 Converter = Callable[[Any, Any, Any], Any]
+M = TypeVar("M", bound=models.Model)
 
 
 def field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
@@ -191,3 +192,13 @@ def _select_models_sql(
 ) -> str:
     columns = ", ".join(f"{alias}.{column(model, n)}" for model, alias, names in key for n in names)
     return f"SELECT {columns} FROM {joins} WHERE {where} LIMIT 1"  # noqa: S608 - names from metadata
+
+
+def select_all(model: type[M], where: str, params: Sequence[Any], *, limit: int) -> list[M]:
+    """``SELECT * FROM model WHERE where LIMIT limit`` as model instances (every concrete field)."""
+    names = tuple(f.name for f in model._meta.concrete_fields)
+    attnames = [f.attname for f in model._meta.concrete_fields]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{_select_sql(model, names, where)} LIMIT {int(limit)}", list(params))
+        rows = cursor.fetchall()
+    return [model.from_db(connection.alias, attnames, convert(model, names, row)) for row in rows]

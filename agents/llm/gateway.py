@@ -40,14 +40,22 @@ ANTHROPIC_DEFAULT_MAX_TOKENS = 4096
 
 def _litellm() -> Any:
     """litellm, imported on first use (it takes seconds and is not needed to serve most requests)."""
+    global _configured
+    if _configured is not None:
+        return _configured
     with _import_lock:
         import litellm
 
         litellm.suppress_debug_info = True
         litellm.telemetry = False
         for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy"):
+            # Once: setLevel clears every logger's cache, milliseconds on each call.
             logging.getLogger(name).setLevel(logging.WARNING)
+        _configured = litellm
         return litellm
+
+
+_configured: Any = None
 
 
 def warm_up(**_: Any) -> None:
