@@ -17,7 +17,7 @@ TEST_ENV := \
 	FALCON_DEBUG=0 FALCON_SSL_REDIRECT=0 FALCON_VAR_DIR=$(CURDIR)/var/test \
 	ALLOWED_HOSTS=testserver,localhost,127.0.0.1 EMAIL_URL=locmem://
 
-.PHONY: help venv run test lint typecheck pytest services chromium lock clean bench
+.PHONY: help venv run test lint typecheck pytest services chromium lock clean bench bench-n8n
 
 help:
 	@echo "make run    first look: install, migrate, seed the demo tenant, start web + worker + beat"
@@ -80,6 +80,16 @@ bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.dashboard_pages
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.generator_eval
 	env -u DATABASE_URL $(VENV_PY) -m benchmarks.first_look
+
+# Side by side with n8n (issue #15): installs n8n 2.8.4 into $(N8N_BENCH) once (~4 minutes, from the
+# npm registry; the anchor script in ../shared/anchors/n8n), then ~15 minutes of interleaved levels.
+N8N_BENCH ?= /tmp/n8nbench
+N8N_ANCHOR ?= ../shared/anchors/n8n
+bench-n8n: venv services
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	@test -x $(N8N_BENCH)/node_modules/.bin/n8n || { mkdir -p $(N8N_BENCH) && cp -r $(N8N_ANCHOR)/. $(N8N_BENCH)/ && \
+		BENCH=$(N8N_BENCH) WORKFLOWS="" $(N8N_BENCH)/run.sh; }
+	$(BENCH_ENV) N8N_BENCH=$(N8N_BENCH) $(VENV_PY) -m benchmarks.vs_n8n
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

@@ -58,3 +58,13 @@ class AgentsConfig(AppConfig):
         from agents.llm.gateway import warm_up
 
         worker_init.connect(warm_up, weak=False)
+
+        # A web process too (it executes synchronous webhooks' short runs), in the background.
+        import threading
+
+        from falcon.signals import web_process_ready
+
+        def warm_up_web(**_: object) -> None:
+            threading.Thread(target=warm_up, name="falcon-warm-up", daemon=True).start()
+
+        web_process_ready.connect(warm_up_web, weak=False)

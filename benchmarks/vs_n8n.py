@@ -18,7 +18,8 @@ modes per workflow:
 Both sides use the same fake OpenAI server (the anchor's ``fake_openai.py``, 50 ms per answer).
 
     python -m benchmarks.vs_n8n [seconds per level] [warm-up seconds]
-    env: N8N_BENCH=/tmp/n8nbench  CONCS="1 8 32"  WORKFLOWS="A B"  WEB_THREADS=16  WORKER_THREADS=64
+    env: N8N_BENCH=/tmp/n8nbench  CONCS="1 8 32"  WORKFLOWS="A B"  WEB_WORKERS=2  WEB_THREADS=16
+         WORKER_THREADS=64
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ def stop_pidfile(path: Path) -> None:
 
 def start_falcon(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
     threads = os.environ.get("WEB_THREADS", "16")
+    workers = os.environ.get("WEB_WORKERS", "2")
     env = {**os.environ, "ALLOWED_HOSTS": "127.0.0.1,localhost", "FALCON_SSL_REDIRECT": "0", **extra_env}
     process = subprocess.Popen(
         [
@@ -156,7 +158,7 @@ def start_falcon(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes
             "gunicorn",
             "falcon.wsgi",
             "--workers",
-            "2",
+            workers,
             "--threads",
             threads,
             "--bind",

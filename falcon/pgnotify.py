@@ -17,6 +17,7 @@ import psycopg
 from django.db import connection
 
 logger = logging.getLogger(__name__)
+IDLE_S = 2.0  # a listener with no waiters closes its connection after this long
 
 
 def supported() -> bool:
@@ -39,6 +40,7 @@ class Listener:
         self._waiters: dict[str, list[threading.Event]] = defaultdict(list)
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     def register(self, key: str) -> threading.Event:
         """An event set when ``key`` is notified. Register *before* reading the state you wait on,
@@ -63,6 +65,16 @@ class Listener:
             if not waiters:
                 self._waiters.pop(key, None)
 
+    def stop(self) -> None:
+        """Ends the listening connection (within ``IDLE_S``): for shutdowns and test teardown."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=IDLE_S + 1)
+        with self._lock:
+            self._stopping = False
+
     def _listen(self) -> None:
         settings = connection.settings_dict
         params: dict[str, Any] = {
@@ -77,13 +89,13 @@ class Listener:
                 conn.execute(f"LISTEN {self.channel}")
                 self._ready.set()
                 while True:
-                    for note in conn.notifies(timeout=60):
+                    for note in conn.notifies(timeout=IDLE_S):
                         with self._lock:
                             events = list(self._waiters.get(note.payload, ()))
                         for event in events:
                             event.set()
                     with self._lock:
-                        if not self._waiters:
+                        if not self._waiters or self._stopping:
                             return  # nobody waits: the next waiter starts a listener again
         except Exception:
             logger.exception("The %s listener stopped; waiters fall back to polling", self.channel)

@@ -385,6 +385,7 @@ FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
 # Webhooks execute short pure workflows (transforms, branches) in the request: no queue hop (0 = never).
 FALCON_WEBHOOK_INLINE_MAX_STEPS = env_int("FALCON_WEBHOOK_INLINE_MAX_STEPS", 10, minimum=0)
+FALCON_SYNC_RUN_THREADS = env_int("FALCON_SYNC_RUN_THREADS", 32, minimum=1)
 # A burst of one event of one agent (run failures) collapses into one message per window.
 FALCON_NOTIFY_COLLAPSE_S = env_int("FALCON_NOTIFY_COLLAPSE_S", 600, minimum=0)
 

@@ -5,8 +5,14 @@ import os
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
+from falcon.signals import web_process_ready
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "falcon.settings")
 
 application = get_wsgi_application()
 # Import every view module now, not during the first request (a first look's first run would pay it).
 _ = get_resolver().url_patterns
+
+# Apps prepare what a web process's first request would otherwise pay for (agents: LiteLLM, in the
+# background: a synchronous webhook's short run executes in the web process).
+web_process_ready.send(sender=None)

@@ -40,6 +40,15 @@ def _static_files(django_test_environment: None) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _no_lingering_listener() -> Any:
+    """run_wait's LISTEN connection must not outlive a test (the test database is dropped at the end)."""
+    yield
+    from agents.runs.services import run_waiters_stop
+
+    run_waiters_stop()
+
+
+@pytest.fixture(autouse=True)
 def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -468,6 +468,34 @@ def tenant_llm_credentials(
     return LLM_PROVIDERS[connector.kind].credentials(resolve(connector))
 
 
+class NearbyRuns:
+    """Runs executed in the process whose caller waits for them (a synchronous webhook's short run in
+    a web process): claimed, heart-beaten, logged and finished exactly as on a worker, on a bounded
+    pool; when the pool is busy the caller hands the run to the workers instead."""
+
+    def __init__(self, size: int) -> None:
+        self._free = threading.BoundedSemaphore(size)
+        self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="falcon-nearby-run")
+
+    def submit(self, run_id: Any) -> Future[str | None] | None:
+        if not self._free.acquire(blocking=False):
+            return None
+        try:
+            return self._pool.submit(self._execute, run_id)
+        except BaseException:
+            self._free.release()
+            raise
+
+    def _execute(self, run_id: Any) -> str | None:
+        try:
+            return run_execute(run_id)
+        finally:
+            self._free.release()
+
+
+nearby = NearbyRuns(settings.FALCON_SYNC_RUN_THREADS)
+
+
 def _definition_of(version_id: Any) -> Callable[[], dict[str, Any]]:
     return lambda: AgentVersion.objects.values_list("definition", flat=True).get(pk=version_id)
 

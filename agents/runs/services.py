@@ -290,6 +290,9 @@ def run_wait(run_id: Any, wait_s: float) -> Run:
             if run.status in Run.FINISHED or time.monotonic() >= deadline:
                 return run
             time.sleep(WAIT_POLL_S)
+    run = Run.objects.select_related("agent", "version").get(pk=run_id)
+    if run.status in Run.FINISHED or wait_s <= 0:
+        return run
     key = str(run_id)
     event = _finished.register(key)
     try:
@@ -302,6 +305,11 @@ def run_wait(run_id: Any, wait_s: float) -> Run:
             event.clear()
     finally:
         _finished.unregister(key, event)
+
+
+def run_waiters_stop() -> None:
+    """Closes this process's listening connection (shutdown, test teardown)."""
+    _finished.stop()
 
 
 def run_finished_notify(run_id: Any) -> None:

@@ -616,6 +616,20 @@ def inline_eligible(version: AgentVersion | None) -> bool:
     return len(spec.steps) <= limit and all(s.type in PURE_STEP_TYPES for s in spec.steps)
 
 
+SYNC_STEP_TYPES = PURE_STEP_TYPES | {"llm"}
+
+
+def sync_executable(version: AgentVersion | None) -> bool:
+    """Whether a synchronous webhook (``sync_wait_s``) executes this version in the web process that
+    waits for it: a short workflow of pure and ``llm`` steps (no connector, wait or approval), so
+    the caller is not answered one queue hop and one worker later."""
+    limit = settings.FALCON_WEBHOOK_INLINE_MAX_STEPS
+    if version is None or limit <= 0:
+        return False
+    spec = spec_for_version(version.pk, lambda: version.definition)
+    return len(spec.steps) <= limit and all(s.type in SYNC_STEP_TYPES for s in spec.steps)
+
+
 def trigger_fire_scheduled(trigger_id: str) -> str:
     """What beat runs for a schedule trigger: honours the overlap policy, then fires."""
     trigger = Trigger.objects.filter(pk=trigger_id, enabled=True).first()

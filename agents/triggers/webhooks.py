@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -11,13 +13,14 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from agents.runs import execution
 from agents.runs.models import Run
-from agents.runs.services import run_wait
+from agents.runs.services import run_enqueue_now, run_wait
 from agents.triggers import services as trigger_services
 from agents.triggers.inbound_email import email_receive
 from agents.triggers.models import Trigger
 from billing.errors import QuotaExceeded
-from falcon import jsonlimits, signing
+from falcon import jsonlimits, signing, sql
 from falcon.errors import error_response, json_error
 
 REFUSALS_PER_MINUTE = 60
@@ -88,7 +91,10 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         "query": dict(request.GET.items()),
         "headers": {k: v for k, v in headers.items() if k not in HIDDEN_HEADERS},
     }
-    inline = trigger_services.inline_eligible(trigger.agent.published_version)
+    version = trigger.agent.published_version
+    inline = trigger_services.inline_eligible(version)
+    wait = float(config.get("sync_wait_s") or 0)
+    nearby = bool(wait) and not inline and trigger_services.sync_executable(version)
     try:
         # A short pure workflow runs inline: its steps and outcome commit with the delivery itself.
         record, run = trigger_services.trigger_fire(
@@ -97,20 +103,37 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
             delivery_id=delivery_id,
             idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
             inline=inline,
+            enqueue=not nearby,
         )
     except QuotaExceeded as exc:
         return error_response(exc)
     if run is None:
         return json_error(422, record.code, record.message)
-    wait = float(config.get("sync_wait_s") or 0)
-    if wait:
+    if nearby and run.status == Run.Status.QUEUED:
+        # The caller waits anyway: this process executes the run (no queue hop, no second process);
+        # past sync_wait_s it answers 202 and the run goes on here. Busy: the workers take it.
+        started = time.monotonic()
+        future = execution.nearby.submit(run.pk)
+        if future is None:
+            run_enqueue_now(run.pk)
+        else:
+            with contextlib.suppress(FutureTimeout):
+                if future.result(timeout=wait) in Run.FINISHED:
+                    state = sql.select_one(Run, ("status", "output", "error"), "id = %s", [run.pk])
+                    assert state is not None
+                    return _sync_answer(run.pk, *state)
+        wait = max(0.0, wait - (time.monotonic() - started))
+    if config.get("sync_wait_s"):
         run = run_wait(run.pk, wait) if run.status not in Run.FINISHED else Run.objects.get(pk=run.pk)
         if run.status in Run.FINISHED:
-            return JsonResponse(
-                {"run_id": str(run.pk), "status": run.status, "output": run.output, "error": run.error},
-                status=200,
-            )
+            return _sync_answer(run.pk, run.status, run.output, run.error)
     return JsonResponse({"run_id": str(run.pk), "status": run.status}, status=202)
+
+
+def _sync_answer(run_id: Any, status: str, output: Any, error: Any) -> JsonResponse:
+    return JsonResponse(
+        {"run_id": str(run_id), "status": status, "output": output, "error": error}, status=200
+    )
 
 
 @csrf_exempt

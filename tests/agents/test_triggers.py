@@ -289,6 +289,38 @@ def test_sync_mode_answers_with_the_output(world, alice_client, client, celery_w
     assert response.json()["status"] == "succeeded"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_synchronous_llm_webhook_runs_in_the_web_process_without_a_worker(world, alice_client, client, llm):
+    """sync_wait_s on a short workflow of llm (and pure) steps: the web process that waits executes
+    the run itself, claimed and logged like on a worker; no worker is running here."""
+    from tests.servers.llm import Reply
+
+    agent_id = create_agent(
+        alice_client,
+        {
+            "inputs": {"type": "object", "properties": {"name": {"type": "string"}}},
+            "steps": [
+                {"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "Hi {{ input.name }}"},
+                {"id": "shape", "type": "transform", "value": {"said": "{{ steps.ask.output }}"}},
+            ],
+        },
+    )
+    trigger = _make(
+        alice_client, agent_id, config={"sync_wait_s": 20}, input_mapping={"name": "{{ event.body.name }}"}
+    )
+    llm.enqueue(Reply(text="Hello Ada", prompt_tokens=12, completion_tokens=3))
+    body = b'{"name": "Ada"}'
+    response = _post(
+        client, f"/hooks/{trigger['public_id']}", body, **_standard_headers(trigger["signing_secret"], body)
+    )
+    assert response.status_code == 200, response.json()
+    assert response.json()["output"] == {"said": "Hello Ada"}
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert (run.status, run.claims, run.prompt_tokens, run.completion_tokens) == ("succeeded", 1, 12, 3)
+    assert [s.step_id for s in run.steps.order_by("created_at")] == ["ask", "shape"]
+    assert llm.received[-1].last_user_text == "Hi Ada"
+
+
 @pytest.mark.django_db
 def test_short_pure_workflows_run_inline_in_the_webhook_request(
     world, alice_client, client, settings, django_capture_on_commit_callbacks
