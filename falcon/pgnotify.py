@@ -18,6 +18,10 @@ from django.db import connection
 
 logger = logging.getLogger(__name__)
 IDLE_S = 2.0  # a listener with no waiters closes its connection after this long
+LIBPQ_OPTIONS = frozenset(
+    {"sslmode", "sslrootcert", "sslcert", "sslkey", "sslpassword", "options", "connect_timeout"}
+    | {"application_name", "target_session_attrs", "service", "passfile", "gssencmode"}
+)
 
 
 def supported() -> bool:
@@ -41,6 +45,7 @@ class Listener:
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._listening = False
 
     def register(self, key: str) -> threading.Event:
         """An event set when ``key`` is notified. Register *before* reading the state you wait on,
@@ -65,6 +70,12 @@ class Listener:
             if not waiters:
                 self._waiters.pop(key, None)
 
+    @property
+    def listening(self) -> bool:
+        """Whether notifications are being received now (if not, waiters should poll briskly)."""
+        with self._lock:
+            return self._thread is not None and self._thread.is_alive() and self._listening
+
     def stop(self) -> None:
         """Ends the listening connection (within ``IDLE_S``): for shutdowns and test teardown."""
         with self._lock:
@@ -84,9 +95,13 @@ class Listener:
             "host": settings.get("HOST") or None,
             "port": settings.get("PORT") or None,
         }
+        # The connection options that are libpq's (TLS above all), not Django's or the pool's.
+        options = settings.get("OPTIONS") or {}
+        params.update({k: v for k, v in options.items() if k in LIBPQ_OPTIONS})
         try:
             with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as conn:
                 conn.execute(f"LISTEN {self.channel}")
+                self._listening = True
                 self._ready.set()
                 while True:
                     for note in conn.notifies(timeout=IDLE_S):
@@ -103,3 +118,4 @@ class Listener:
             self._ready.set()
             with self._lock:
                 self._thread = None
+                self._listening = False

@@ -301,7 +301,8 @@ def run_wait(run_id: Any, wait_s: float) -> Run:
             left = deadline - time.monotonic()
             if run.status in Run.FINISHED or left <= 0:
                 return run
-            event.wait(timeout=min(1.0, left))
+            # Woken by the notification; without a listener (it failed), poll as on SQLite.
+            event.wait(timeout=min(1.0 if _finished.listening else WAIT_POLL_S, left))
             event.clear()
     finally:
         _finished.unregister(key, event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -23,6 +23,7 @@ from billing.errors import QuotaExceeded
 from falcon import jsonlimits, signing, sql
 from falcon.errors import error_response, json_error
 
+logger = logging.getLogger(__name__)
 REFUSALS_PER_MINUTE = 60
 HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
 
@@ -117,11 +118,15 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         if future is None:
             run_enqueue_now(run.pk)
         else:
-            with contextlib.suppress(FutureTimeout):
+            try:
                 if future.result(timeout=wait) in Run.FINISHED:
                     state = sql.select_one(Run, ("status", "output", "error"), "id = %s", [run.pk])
                     assert state is not None
                     return _sync_answer(run.pk, *state)
+            except FutureTimeout:
+                pass  # still running here: answered below as any run still going
+            except Exception:  # the run is the sweeper's to recover; the caller gets its state
+                logger.exception("Run %s failed to execute in the web process", run.pk)
         wait = max(0.0, wait - (time.monotonic() - started))
     if config.get("sync_wait_s"):
         run = run_wait(run.pk, wait) if run.status not in Run.FINISHED else Run.objects.get(pk=run.pk)

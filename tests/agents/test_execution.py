@@ -114,3 +114,39 @@ def test_tenant_variables_reach_templates_as_env(world, alice_client, bob_client
     assert list(
         AuditEvent.objects.filter(target_id=variable_id).order_by("seq").values_list("action", flat=True)
     ) == ["variable.created", "variable.updated", "variable.deleted"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_wait_wakes_when_the_finishing_transaction_commits(agent):
+    """A waiter sleeps on PostgreSQL's LISTEN (one connection per process for every waiter) and wakes
+    when the finishing transaction's NOTIFY commits: well before its once-a-second re-read."""
+    import threading
+    import time
+
+    from django.db import connection, transaction
+
+    from agents.runs import services
+
+    run, _ = run_start(agent=agent, input={}, actor=Actor.system("t"), enqueue=False)
+    finished_at: list[float] = []
+
+    def finish_later() -> None:
+        time.sleep(0.2)  # the run's work; the waiter learns of its end only through NOTIFY
+        with transaction.atomic():
+            Run.objects.filter(pk=run.pk).update(status="succeeded", output={"ok": 1})
+            services.run_finished_notify(run.pk)
+            finished_at.append(time.monotonic())
+        connection.close()
+
+    worker = threading.Thread(target=finish_later)
+    started = time.monotonic()
+    worker.start()
+    waited = services.run_wait(run.pk, 10)
+    woke = time.monotonic()
+    worker.join()
+    assert waited.status == "succeeded"
+    assert waited.output == {"ok": 1}
+    assert services._finished.listening
+    # Woken by the notification, not by the fallback re-read a second after registering.
+    assert woke - finished_at[0] < 0.5
+    assert woke - started < 0.95
