@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks import common
 from benchmarks.common import ROOT, cpu_seconds, make_agent, setup_django
 
 FAKE_PORT = 9999
@@ -176,27 +177,7 @@ def start_falcon(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes
 
 
 def start_worker(extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    threads = os.environ.get("WORKER_THREADS", "64")
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "falcon",
-            "worker",
-            "--pool=threads",
-            f"--concurrency={threads}",
-            "--loglevel=ERROR",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env={**os.environ, **extra_env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return common.start_worker(int(os.environ.get("WORKER_THREADS", "64")), extra_env)
 
 
 def webhook(agent: Any, *, sync: bool) -> tuple[str, dict[str, str]]:

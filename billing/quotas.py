@@ -302,17 +302,7 @@ def quota_reserve(
                     replace(ent, tenant_id=hold.tenant_id), hold.metric, hold.units, hold.limit, hold.scope
                 )
     else:
-        for hold, (counter_id, used, alerted) in zip(wanted, held, strict=True):
-            if hold.units > 0:
-                _alert_check(
-                    replace(ent, tenant_id=hold.tenant_id),
-                    hold.metric,
-                    hold.scope,
-                    counter_id,
-                    used,
-                    alerted,
-                    hold.limit,
-                )
+        _alerts_after(ent, wanted, held)
     return Reservation(ent, wanted)
 
 
@@ -402,7 +392,12 @@ def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | f
             for hold in deltas:
                 result = _add(hold.tenant_id, hold.metric, hold.scope, ent.period_start, hold.units, None)
                 settled.append(result or (0, 0, 100))
-    for hold, (counter_id, used, alerted) in zip(deltas, settled, strict=True):
+    _alerts_after(ent, deltas, settled)
+
+
+def _alerts_after(ent: Entitlement, holds: list[Hold], results: list[tuple[int, int, int]]) -> None:
+    """The 80/100 % alerts a batch of additions may have crossed (additions only)."""
+    for hold, (counter_id, used, alerted) in zip(holds, results, strict=True):
         if hold.units > 0:
             _alert_check(
                 replace(ent, tenant_id=hold.tenant_id),

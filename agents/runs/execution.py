@@ -18,7 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
-from functools import partial
+from functools import cache, partial
 from typing import Any
 
 from django.conf import settings
@@ -104,6 +104,7 @@ _settlers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="falcon-llm-set
 # --- Claiming -------------------------------------------------------------------------------------------
 
 
+@cache
 def _claim_sql() -> str:
     columns = ", ".join(connection.ops.quote_name(f.column) for f in Run._meta.concrete_fields)
     agents = sql.table(Agent)
