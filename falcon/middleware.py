@@ -42,6 +42,27 @@ class RequestIdMiddleware:
         return response
 
 
+class ProbeMiddleware:
+    """Answers ``/healthz`` and ``/readyz`` before anything else: probes come from orchestrators and load
+    balancers by address, over plain HTTP, so the host check, the HTTPS redirect and sessions must not
+    apply to them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        from falcon import views
+
+        self.get_response = get_response
+        self.probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+            "/healthz": views.healthz,
+            "/readyz": views.readyz,
+        }
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        probe = self.probes.get(request.path_info)
+        if probe is not None and request.method in ("GET", "HEAD"):
+            return probe(request)
+        return self.get_response(request)
+
+
 class RequestIdLogFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = request_id_var.get()

@@ -119,6 +119,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "falcon.middleware.ProbeMiddleware",
     "falcon.middleware.RequestIdMiddleware",
     "falcon.middleware.BodySizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",

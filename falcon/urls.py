@@ -22,6 +22,7 @@ urlpatterns = [
     path("favicon.ico", dashboard_views.favicon, name="favicon"),
     path("account/", tenant_views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
     path("invitations/accept", tenant_views.invitation_accept_page, name="invitation-accept-page"),
     path("hooks/email/<str:public_id>", email_receive_http, name="webhook-email"),
     path("hooks/<str:public_id>", webhook_receive, name="webhook"),

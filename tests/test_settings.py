@@ -225,7 +225,7 @@ def test_devstack_serves_and_ctrl_c_stops_everything(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    url = f"http://127.0.0.1:{port}/healthz"
+    url = f"http://127.0.0.1:{port}/readyz"
     try:
         deadline = time.monotonic() + 60
         body = None
@@ -235,7 +235,12 @@ def test_devstack_serves_and_ctrl_c_stops_everything(tmp_path):
                     body = json.loads(response.read())
             except OSError:
                 time.sleep(0.2)  # polling for readiness, bounded by the deadline
-        assert body == {"status": "ok", "database": "up"}
+        assert body["status"] == "ok"
+        assert {name: check["status"] for name, check in body["checks"].items()} == {
+            "database": "up",
+            "broker": "up",
+            "cache": "up",
+        }
     finally:
         stack.send_signal(signal.SIGINT)
         output, _ = stack.communicate(timeout=60)
