@@ -23,6 +23,7 @@ from django.utils import timezone
 from connectors import registry
 from connectors.errors import DecryptionError
 from connectors.models import TenantKey
+from falcon import logs
 from tenants.audit import Actor, audit_record
 
 FORMAT_VERSION = 1
@@ -113,6 +114,7 @@ def secret_encrypt(
     data_key: tuple[int, bytes] | None = None,
 ) -> str:
     generation, key = data_key or tenant_data_key(tenant_id)
+    logs.secret_seen(plaintext)
     return _seal(f"dk{generation}", key, plaintext.encode(), _secret_aad(tenant_id, connector_id, field))
 
 
@@ -143,13 +145,15 @@ def secret_decrypt(
     or the tenant's looked up now)."""
     aad = _secret_aad(tenant_id, connector_id, field)
     if data_key is not None:
-        return _open(token, {f"dk{data_key[0]}": data_key[1]}, aad).decode()
-    if keys is None:
+        keys = {f"dk{data_key[0]}": data_key[1]}
+    elif keys is None:
         generation, key = tenant_data_key(tenant_id)
         keys = {f"dk{generation}": key}
         if key_id_of(token) not in keys:  # read just before a rekey: the previous generation
             keys = {**keys, **_previous_key(tenant_id, generation)}
-    return _open(token, keys, aad).decode()
+    plaintext = _open(token, keys, aad).decode()
+    logs.secret_seen(plaintext)  # never in a log line, whatever code handles it next
+    return plaintext
 
 
 def data_key_rewrap(tenant_id: Any) -> bool:

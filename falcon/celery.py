@@ -4,8 +4,11 @@ Services enqueue by task name (``app.send_task``), so they never import the task
 """
 
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+
+from falcon import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "falcon.settings")
 
@@ -14,3 +17,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The agents app keeps its tasks in its domain packages.
 app.autodiscover_tasks(["agents.runs", "agents.triggers", "agents.notifications", "agents.generator"])
+
+
+@signals.task_prerun.connect
+def _bind_task_context(task_id: str, task: Any, **kwargs: Any) -> None:
+    """Each task logs with its own context (name and id); nothing carries over from the previous one."""
+    logs.fresh()
+    logs.bind(task=task.name, task_id=task_id)
+
+
+@signals.task_postrun.connect
+def _clear_task_context(**kwargs: Any) -> None:
+    logs.fresh()

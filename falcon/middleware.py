@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import re
 import uuid
 from collections.abc import Callable
-from contextvars import ContextVar
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from falcon import logs
 from falcon.errors import error_body
-
-request_id_var: ContextVar[str] = ContextVar("falcon_request_id", default="-")
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
 def current_request_id() -> str | None:
-    value = request_id_var.get()
-    return None if value == "-" else value
+    return logs.current().get("request_id")
 
 
 class RequestIdMiddleware:
@@ -33,11 +29,13 @@ class RequestIdMiddleware:
         incoming = request.headers.get("X-Request-ID", "")
         request_id = incoming if _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
         request.request_id = request_id  # type: ignore[attr-defined]
-        token = request_id_var.set(request_id)
+        # A fresh log context per request: whatever the view binds (tenant, run) ends with it.
+        token = logs.fresh()
+        logs.bind(request_id=request_id)
         try:
             response = self.get_response(request)
         finally:
-            request_id_var.reset(token)
+            logs.unbind(token)
         response["X-Request-ID"] = request_id
         return response
 
@@ -61,12 +59,6 @@ class ProbeMiddleware:
         if probe is not None and request.method in ("GET", "HEAD"):
             return probe(request)
         return self.get_response(request)
-
-
-class RequestIdLogFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.request_id = request_id_var.get()
-        return True
 
 
 class BodySizeLimitMiddleware:

@@ -337,6 +337,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# The worker logs through Django's LOGGING (JSON lines with the task's context), not its own handler.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "tenants.tasks.audit_verify_all_task", "schedule": 24 * 60 * 60},
     # Runs whose worker died (stale heartbeat) are re-queued or failed; due waits are resumed.
@@ -418,15 +420,21 @@ FALCON_MAX_TENANTS_PER_USER = env_int("FALCON_MAX_TENANTS_PER_USER", 5, minimum=
 FALCON_API_KEY_ENVIRONMENT = "live"
 
 # --- Logging --------------------------------------------------------------------------------------------
+# JSON lines by default; text for a first look and debugging (FALCON_LOG_FORMAT=text). Every handler's
+# filter binds the request/task/run context and redacts secrets (falcon/logs.py).
+FALCON_LOG_FORMAT = env_str("FALCON_LOG_FORMAT", "text" if FIRST_LOOK or DEBUG else "json").lower()
+if FALCON_LOG_FORMAT not in ("json", "text"):
+    raise ImproperlyConfigured("FALCON_LOG_FORMAT must be json or text.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "falcon.logs.JsonFormatter"},
+        "text": {"()": "falcon.logs.TextFormatter"},
     },
-    "filters": {"request_id": {"()": "falcon.middleware.RequestIdLogFilter"}},
+    "filters": {"context": {"()": "falcon.logs.ContextFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["request_id"]},
+        "console": {"class": "logging.StreamHandler", "formatter": FALCON_LOG_FORMAT, "filters": ["context"]},
     },
     "root": {"handlers": ["console"], "level": env_str("FALCON_LOG_LEVEL", "INFO").upper()},
     "loggers": {

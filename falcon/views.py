@@ -15,7 +15,7 @@ from django.views.decorators.cache import never_cache
 
 from falcon.celery import app as celery_app
 
-READY_TIMEOUT_S = 2.0
+READY_TIMEOUT_S = 2
 
 
 @never_cache

@@ -7,6 +7,7 @@ from typing import Any
 
 from rest_framework.request import Request
 
+from falcon import logs
 from falcon.errors import Forbidden, InvalidInput, NotFound
 from tenants.audit import Actor
 from tenants.models import ApiKey, AuditEvent, Membership, Tenant, User
@@ -91,6 +92,7 @@ def tenant_context_resolve(request: Request) -> TenantContext:
                 .values_list("role", flat=True)
                 .first()
             )
+        logs.bind(tenant=key.tenant_id)
         return TenantContext(
             tenant=key.tenant,
             actor=actor_for_api_key(request, key),
@@ -125,6 +127,7 @@ def member_context(request: Any, user: User, slug: str) -> TenantContext:
             f"{membership.tenant.name} requires two-factor authentication; turn it on at /accounts/2fa/.",
             code="mfa_required",
         )
+    logs.bind(tenant=membership.tenant_id)
     return TenantContext(
         tenant=membership.tenant, actor=actor_for_user(request, user), user=user, membership=membership
     )

@@ -21,6 +21,9 @@ from tests.servers.http_api import HttpApiServer
 
 SYSTEM = Actor.system("tests")
 
+# Every log line of the session is written as production writes it and searched for secrets at the end.
+pytest_plugins = ["tests.logscan"]
+
 
 @dataclass
 class World:

@@ -48,7 +48,7 @@ from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, provider_connector
-from falcon import sql
+from falcon import logs, sql
 from falcon.errors import NotFound
 from tenants.models import tenant_lock
 
@@ -208,7 +208,8 @@ class DatabaseHooks:
         self.totals: list[Any] = [0, 0, Decimal(0)]
 
     def step_started(self, key: str) -> None:
-        return None
+        # The engine's own threads (parallel branches, map items) log with the run's context too.
+        logs.bind(tenant=self.run.tenant_id, run_id=self.run.pk, step=key)
 
     def checkpoint(self, record: StepRecord) -> None:
         """Side-effect steps are saved at once; pure ones (transform, branch, skips) are batched.
@@ -437,6 +438,7 @@ class DatabaseHooks:
             time.sleep(min(0.25, max(0.0, end - time.monotonic())))
 
     def thread_done(self) -> None:
+        logs.fresh()
         connection.close()
 
 
@@ -520,6 +522,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
     if not claimed.inline:
         heartbeats.add(run.pk)
     started = time.monotonic()
+    context = logs.bind(tenant=run.tenant_id, run_id=run.pk)
     try:
         spec = spec_for_version(run.version_id, _definition_of(run.version_id))
         # Every claim counts (crash re-queues and resumed waits too): the first has nothing to resume.
@@ -575,6 +578,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
             )
         return _finish(claimed, outcome, time.monotonic() - started, hooks)
     finally:
+        logs.unbind(context)
         if not claimed.inline:
             heartbeats.discard(run.pk)
         if not connection.in_atomic_block:
@@ -623,6 +627,14 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
         [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims],
         add={"active_seconds": elapsed},
     )
+    if updated:
+        logger.info(
+            "Run %s %s after %.0f ms",
+            run.pk,
+            status,
+            elapsed * 1000,
+            extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "trigger": run.trigger},
+        )
     if updated and status != "waiting" and not claimed.inline:
         run_finished_notify(run.pk)
         runs_dispatch_tenant(run.tenant_id)  # an inline run never held a slot: it frees none
