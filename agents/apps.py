@@ -52,6 +52,11 @@ class AgentsConfig(AppConfig):
         connectors.connector_users_register(agents_using_connector)
         connectors.llm_probe_register(llm_probe)
 
+        from agents.runs.services import runs_in_progress_gauge
+        from falcon import metrics
+
+        metrics.gauge_source(runs_in_progress_gauge)
+
         # A worker imports LiteLLM once at start, not during the first run that calls a model.
         from celery.signals import worker_init
 

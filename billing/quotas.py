@@ -27,7 +27,7 @@ from billing.errors import PlanLimitReached, QuotaExceeded, json_value
 from billing.models import AgentSpendCap, Subscription, UsageCounter
 from billing.plans import FREE, METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
 from billing.registry import object_count
-from falcon import sql
+from falcon import metrics, sql
 from tenants.models import Tenant, tenant_lock
 from tenants.selectors import tenant_founder
 
@@ -138,6 +138,7 @@ def entitlement(tenant: Tenant | Any, *, now: datetime | None = None) -> Entitle
 def feature_require(tenant: Tenant | Any, feature: Feature, *, field: str | None = None) -> None:
     ent = entitlement(tenant)
     if not ent.has(feature):
+        metrics.QUOTA_REJECTIONS.labels(feature.value, ent.plan.code).inc()
         raise PlanLimitReached(
             feature.value,
             False,
@@ -201,6 +202,11 @@ def _counter_ensure(tenant_id: Any, metric: str, scope: str, start: datetime, en
     )
 
 
+def _refused(ent: Entitlement, metric: str, error: QuotaExceeded) -> QuotaExceeded:
+    metrics.QUOTA_REJECTIONS.labels(metric, ent.plan.code).inc()
+    return error
+
+
 def _consume_units(
     ent: Entitlement, metric: str, units: int, limit_units: int | None, scope: str = ""
 ) -> tuple[int, int, int]:
@@ -220,7 +226,9 @@ def _consume_units(
         )
         assert limit_units is not None
         what = metric if not scope else f"{metric} ({scope})"
-        raise QuotaExceeded(what, _natural(metric, limit_units), _natural(metric, used))
+        raise _refused(
+            ent, metric, QuotaExceeded(what, _natural(metric, limit_units), _natural(metric, used))
+        )
     return result
 
 
@@ -360,6 +368,7 @@ def _platform_credit_hold(ent: Entitlement, cost: int) -> Hold:
         return Hold(ent.tenant_id, Metric.LLM_SPEND_USD, "", cost, limit)
     founder = tenant_founder(ent.tenant_id)
     if founder is None or not founder.email_verified:
+        metrics.QUOTA_REJECTIONS.labels(Metric.LLM_SPEND_USD.value, ent.plan.code).inc()
         raise QuotaExceeded(
             Metric.LLM_SPEND_USD.value,
             Decimal(0),
@@ -475,6 +484,7 @@ def quota_count_check(tenant: Tenant | Any, metric: Metric, *, adding: int = 1) 
     tenant_lock(tenant_id)
     current = object_count(metric, tenant_id)
     if current + adding > limit:
+        metrics.QUOTA_REJECTIONS.labels(metric.value, ent.plan.code).inc()
         noun = metric.value if metric != Metric.MEMBERS else "members (pending invitations included)"
         raise PlanLimitReached(
             metric.value,
@@ -497,6 +507,7 @@ def quota_over_limit_check(tenant: Tenant | Any, metric: Metric) -> None:
         return
     current = object_count(metric, tenant_id)
     if current > limit:
+        metrics.QUOTA_REJECTIONS.labels(metric.value, ent.plan.code).inc()
         raise PlanLimitReached(
             metric.value,
             limit,

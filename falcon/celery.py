@@ -29,3 +29,11 @@ def _bind_task_context(task_id: str, task: Any, **kwargs: Any) -> None:
 @signals.task_postrun.connect
 def _clear_task_context(**kwargs: Any) -> None:
     logs.fresh()
+
+
+@signals.worker_ready.connect
+@signals.beat_init.connect
+def _serve_metrics(**kwargs: Any) -> None:
+    from falcon.metrics import serve_worker_metrics
+
+    serve_worker_metrics()

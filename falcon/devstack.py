@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import FrameType
 
 
@@ -50,6 +51,9 @@ def main() -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
+    # Metrics start from zero with the processes that write them (falcon/__init__.py names the folder).
+    for stale in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("*.db"):
+        stale.unlink(missing_ok=True)
     for name, command in _commands(args.host, args.port).items():
         # Own process groups: the terminal's Ctrl-C reaches us, and we stop the children in order.
         children[name] = subprocess.Popen(command, env=os.environ.copy(), start_new_session=True)  # noqa: S603 - fixed argv

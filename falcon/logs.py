@@ -52,6 +52,13 @@ def unbind(token: Token[Mapping[str, str]]) -> None:
     _context.reset(token)
 
 
+def drop(*names: str) -> None:
+    """Removes fields from the current context (a step that ended)."""
+    context = _context.get()
+    if any(name in context for name in names):
+        _context.set(MappingProxyType({k: v for k, v in context.items() if k not in names}))
+
+
 @contextmanager
 def bound(**fields: object) -> Iterator[None]:
     token = bind(**fields)

@@ -41,17 +41,18 @@ class RequestIdMiddleware:
 
 
 class ProbeMiddleware:
-    """Answers ``/healthz`` and ``/readyz`` before anything else: probes come from orchestrators and load
-    balancers by address, over plain HTTP, so the host check, the HTTPS redirect and sessions must not
-    apply to them."""
+    """Answers ``/healthz``, ``/readyz`` and ``/metrics`` before anything else: orchestrators, load
+    balancers and Prometheus come by address, over plain HTTP, so the host check, the HTTPS redirect and
+    sessions must not apply to them (``/metrics`` has its own token)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        from falcon import views
+        from falcon import metrics, views
 
         self.get_response = get_response
         self.probes: dict[str, Callable[[HttpRequest], HttpResponse]] = {
             "/healthz": views.healthz,
             "/readyz": views.readyz,
+            "/metrics": metrics.metrics_view,
         }
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

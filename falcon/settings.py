@@ -419,6 +419,12 @@ FALCON_INVITATION_TTL_DAYS = env_int("FALCON_INVITATION_TTL_DAYS", 7, minimum=1)
 FALCON_MAX_TENANTS_PER_USER = env_int("FALCON_MAX_TENANTS_PER_USER", 5, minimum=1)
 FALCON_API_KEY_ENVIRONMENT = "live"
 
+# --- Metrics (falcon/metrics.py): GET /metrics answers 404 unless a token is set ---------------------------
+FALCON_METRICS_TOKEN = env_str("FALCON_METRICS_TOKEN", "")
+# A worker or beat process on a machine without a web process serves the metrics on its own port (0 = off).
+FALCON_WORKER_METRICS_PORT = env_int("FALCON_WORKER_METRICS_PORT", 0, minimum=0)
+FALCON_WORKER_METRICS_ADDR = env_str("FALCON_WORKER_METRICS_ADDR", "127.0.0.1")
+
 # --- Logging --------------------------------------------------------------------------------------------
 # JSON lines by default; text for a first look and debugging (FALCON_LOG_FORMAT=text). Every handler's
 # filter binds the request/task/run context and redacts secrets (falcon/logs.py).

@@ -27,7 +27,7 @@ from billing.errors import QuotaExceeded
 from billing.quotas import Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
-from falcon import jsonlimits, sql
+from falcon import jsonlimits, metrics, sql
 from falcon.redaction import public_error
 
 logger = logging.getLogger(__name__)
@@ -286,7 +286,9 @@ def _call_sync(call: _Call) -> Answer:
         with guard:
             response = litellm.completion(**call.kwargs)
     except Exception as exc:
-        raise _error_from(exc, call.request.model, call.secrets) from exc
+        error = _error_from(exc, call.request.model, call.secrets)
+        _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
+        raise error from exc
     return Answer(call, response, int((time.monotonic() - started) * 1000))
 
 
@@ -299,7 +301,9 @@ async def _call_async(call: _Call) -> Answer:
     try:
         response = await litellm.acompletion(**call.kwargs)
     except Exception as exc:
-        raise _error_from(exc, call.request.model, call.secrets) from exc
+        error = _error_from(exc, call.request.model, call.secrets)
+        _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
+        raise error from exc
     return Answer(call, response, int((time.monotonic() - started) * 1000))
 
 
@@ -323,7 +327,7 @@ def llm_result(answer: Answer) -> LlmResult:
     usage = getattr(response, "usage", None)
     prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
     completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-    return LlmResult(
+    result = LlmResult(
         text=message.content or "",
         model=request.model,
         provider=provider_of(request.model),
@@ -333,6 +337,30 @@ def llm_result(answer: Answer) -> LlmResult:
         latency_ms=answer.latency_ms,
         tool_calls=tool_calls,
     )
+    _count(request.model, "ok", result)
+    return result
+
+
+def _known_model(model: str) -> bool:
+    """A model a metric label may name: one of LiteLLM's map (not whatever a tenant typed for its own
+    Ollama server or base URL, which is ``other``). No database read: it runs on the event loop too."""
+    if provider_of(model) == "sandbox":
+        return True
+    cost_map = _litellm().model_cost
+    return model in cost_map or model.split("/", 1)[-1] in cost_map
+
+
+def _count(model: str, outcome: str, result: LlmResult | None = None, latency_ms: int | None = None) -> None:
+    provider = provider_of(model)
+    label = metrics.model_label(model, _known_model)
+    metrics.LLM_CALLS.labels(provider, label, outcome).inc()
+    if result is not None:
+        metrics.LLM_TOKENS.labels(provider, label, "input").inc(result.prompt_tokens)
+        metrics.LLM_TOKENS.labels(provider, label, "output").inc(result.completion_tokens)
+        metrics.LLM_COST.labels(provider, label).inc(result.cost_usd)
+        latency_ms = result.latency_ms
+    if latency_ms is not None:
+        metrics.LLM_LATENCY.labels(provider, label).observe(latency_ms / 1000)
 
 
 def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None) -> LlmResult:

@@ -26,7 +26,7 @@ from connectors.kinds import KINDS
 from connectors.kinds.http import guarded_request
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, network_policy
-from falcon import signing
+from falcon import metrics, signing
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
 from falcon.redaction import public_error
@@ -266,6 +266,8 @@ def notification_deliver(delivery_id: Any, *, final: bool = False) -> str:
             }
             _signed_post(channel, payload)
     except Exception as exc:
+        kind = channel.kind if channel is not None else "member_email"
+        metrics.NOTIFICATION_DELIVERIES.labels(kind, "failed" if final else "retrying").inc()
         message = public_error(getattr(exc, "message", None) or exc)
         NotificationDelivery.objects.filter(pk=delivery.pk).update(
             error=message,
@@ -275,6 +277,9 @@ def notification_deliver(delivery_id: Any, *, final: bool = False) -> str:
     NotificationDelivery.objects.filter(pk=delivery.pk).update(
         status=NotificationDelivery.Status.SENT, sent_at=timezone.now(), error=""
     )
+    metrics.NOTIFICATION_DELIVERIES.labels(
+        channel.kind if channel is not None else "member_email", "sent"
+    ).inc()
     return "sent"
 
 

@@ -48,7 +48,7 @@ from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, provider_connector
-from falcon import logs, sql
+from falcon import logs, metrics, sql
 from falcon.errors import NotFound
 from tenants.models import tenant_lock
 
@@ -164,6 +164,8 @@ def _claim(run_id: Any) -> Claimed | None:
     if row is None:
         return None
     run = Run.from_db("default", _RUN_ATTNAMES, sql.convert(Run, _RUN_FIELDS, row[: len(_RUN_FIELDS)]))
+    if run.enqueued_at is not None:
+        metrics.QUEUE_WAIT.labels(run.trigger).observe(max(0.0, (now - run.enqueued_at).total_seconds()))
     return Claimed(run, row[len(_RUN_FIELDS)], int(row[len(_RUN_FIELDS) + 1]))
 
 
@@ -240,6 +242,12 @@ class DatabaseHooks:
             started_at=record.started_at,
             finished_at=record.finished_at,
         )
+        if record.kind == StepRun.Kind.STEP:
+            logs.drop("step")
+        if record.started_at is not None and record.finished_at is not None:
+            metrics.STEP_DURATION.labels(record.step_type, record.status).observe(
+                max(0.0, (record.finished_at - record.started_at).total_seconds())
+            )
         pure = record.kind == StepRun.Kind.STEP and (
             record.step_type in PURE_STEP_TYPES or record.status == "skipped"
         )
@@ -424,11 +432,14 @@ class DatabaseHooks:
         if not connection.in_atomic_block:
             connection.close()  # the remote system may take seconds: do not hold a pooled connection
         try:
-            return kind.call(resolved, step_type, operation)
+            answer = kind.call(resolved, step_type, operation)
         except ConnectorError as exc:  # the engine knows step failures, not connectors
+            metrics.CONNECTOR_CALLS.labels(found.kind, exc.code).inc()
             raise StepFailure(
                 exc.message, code=exc.code, retryable=exc.retryable, status_code=exc.status_code
             ) from exc
+        metrics.CONNECTOR_CALLS.labels(found.kind, "ok").inc()
+        return answer
 
     def sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -628,6 +639,9 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
         add={"active_seconds": elapsed},
     )
     if updated:
+        metrics.RUN_DURATION.labels(status).observe(elapsed)
+        if status != "waiting":
+            metrics.after_commit(metrics.RUNS_FINISHED.labels(status, run.trigger).inc)
         logger.info(
             "Run %s %s after %.0f ms",
             run.pk,

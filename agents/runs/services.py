@@ -7,6 +7,7 @@ package is the only place that changes a run's status.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
 
 from agents.engine.spec import spec_for_version
 from agents.engine.validate import input_problems
@@ -25,7 +27,7 @@ from agents.workflows.services import watcher_emails
 from billing.errors import QuotaExceeded
 from billing.plans import Metric
 from billing.quotas import entitlement, plan_limit, quota_consume
-from falcon import pgnotify, sql
+from falcon import metrics, pgnotify, sql
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
@@ -171,6 +173,7 @@ def _run_insert(
             run.deferred = True  # at the limit: queued, dispatched when one of its runs finishes
         (audited,) = sql.insert([run], _AUDIT_FLAG, [sql.param(Run, "tenant", agent.tenant_id)])
         run._state.adding = False
+        metrics.after_commit(metrics.RUNS_STARTED.labels(trigger).inc)
         if charge:  # after the INSERT: the counter row every run start shares is locked until commit
             quota_consume(agent.tenant_id, Metric.RUNS, ent=ent)
         # A run start is a data event, recorded on the run (who, which key, which trigger): runs
@@ -212,6 +215,7 @@ def run_cancel(*, run: Run, actor: Actor) -> Run:
     run.save(update_fields=fields)
     if run.status == Run.Status.CANCELLED:
         run_finished_notify(run.pk)
+        metrics.after_commit(metrics.RUNS_FINISHED.labels(run.status, run.trigger).inc)
     audit_record(
         tenant=run.tenant_id,
         actor=actor,
@@ -382,6 +386,26 @@ def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
 # --- Sweepers (Celery beat) -----------------------------------------------------------------------------
 
 
+def runs_in_progress_gauge() -> Iterator[GaugeMetricFamily]:
+    """``falcon_runs_in_progress{status}``, read from the database at each scrape: right whichever
+    process or machine holds the runs (one grouped count over the status index)."""
+    family = GaugeMetricFamily(
+        "falcon_runs_in_progress",
+        "Runs not finished yet, by status (queued, running, waiting).",
+        labels=["status"],
+    )
+    counts = dict(
+        Run.objects.filter(status__in=[Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.WAITING])
+        .order_by()
+        .values("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    for status in (Run.Status.QUEUED, Run.Status.RUNNING, Run.Status.WAITING):
+        family.add_metric([status.value], counts.get(status, 0))
+    yield family
+
+
 def runs_sweep() -> dict[str, int]:
     """Re-queues runs whose worker died (stale heartbeat), or fails them after too many claims; and
     re-dispatches queued runs whose task was lost or deferred by the concurrency limit."""
@@ -412,6 +436,7 @@ def runs_sweep() -> dict[str, int]:
                     },
                 )
                 failed += 1
+                metrics.RUNS_FINISHED.labels(Run.Status.FAILED, run.trigger).inc()
     redispatch_before = now - timedelta(seconds=settings.FALCON_RUN_QUEUED_REDISPATCH_S)
     tenants = (
         Run.objects.filter(status=Run.Status.QUEUED, enqueued_at__lt=redispatch_before)
@@ -421,6 +446,9 @@ def runs_sweep() -> dict[str, int]:
     redispatched = sum(
         runs_dispatch_tenant(row["tenant_id"], lost_before=redispatch_before) for row in tenants
     )
+    for action, count in (("requeued", requeued), ("failed", failed), ("redispatched", redispatched)):
+        if count:
+            metrics.SWEEPER_ACTIONS.labels(action).inc(count)
     return {"requeued": requeued, "failed": failed, "redispatched": redispatched}
 
 

@@ -20,7 +20,7 @@ from agents.triggers import services as trigger_services
 from agents.triggers.inbound_email import email_receive
 from agents.triggers.models import Trigger
 from billing.errors import QuotaExceeded
-from falcon import jsonlimits, signing, sql
+from falcon import jsonlimits, metrics, signing, sql
 from falcon.errors import error_response, json_error
 
 logger = logging.getLogger(__name__)
@@ -48,6 +48,15 @@ def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 @csrf_exempt
 @require_POST
 def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
+    timer = metrics.timer()
+    response = _webhook_receive(request, public_id)
+    outcome = str(response.status_code)  # bounded: the few statuses this view answers
+    metrics.WEBHOOK_LATENCY.labels(outcome).observe(timer.seconds())
+    metrics.WEBHOOK_REQUESTS.labels(outcome).inc()
+    return response
+
+
+def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
     trigger = trigger_services.trigger_for_delivery(public_id, Trigger.Kind.WEBHOOK)
     if trigger is None:
         return json_error(404, "not_found", "Not found.")  # unknown and disabled look the same
