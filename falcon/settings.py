@@ -18,6 +18,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
+from falcon import queues
 from falcon.env import (
     email_settings_from_url,
     env_bool,
@@ -339,6 +340,10 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The worker logs through Django's LOGGING (JSON lines with the task's context), not its own handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Queues by kind of work, routed in one place (falcon/queues.py); a task left out would go to "runs".
+CELERY_TASK_QUEUES = queues.TASK_QUEUES
+CELERY_TASK_ROUTES = queues.TASK_ROUTES
+CELERY_TASK_DEFAULT_QUEUE = queues.RUNS
 CELERY_BEAT_SCHEDULE = {
     "audit-verify-nightly": {"task": "tenants.tasks.audit_verify_all_task", "schedule": 24 * 60 * 60},
     # Runs whose worker died (stale heartbeat) are re-queued or failed; due waits are resumed.
