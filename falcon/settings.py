@@ -336,7 +336,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler behind a lock: a second beat started by mistake waits, then
+# takes over when the active one dies (falcon/beat.py); each firing is saved at once for that hand-over.
+CELERY_BEAT_SCHEDULER = "falcon.beat:SingleBeatScheduler"
+CELERY_BEAT_SYNC_EVERY = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # The worker logs through Django's LOGGING (JSON lines with the task's context), not its own handler.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
