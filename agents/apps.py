@@ -64,6 +64,17 @@ class AgentsConfig(AppConfig):
 
         worker_init.connect(warm_up, weak=False)
 
+        # SIGTERM: in-flight steps finish, runs go back to the queue at their next step boundary, and
+        # whatever is still in flight after the grace period is handed back too.
+        from celery.signals import worker_shutting_down
+        from django.conf import settings
+
+        from agents.runs.execution import worker_stop
+
+        worker_shutting_down.connect(
+            lambda **_: worker_stop.begin(settings.FALCON_WORKER_GRACE_S), weak=False
+        )
+
         # A web process too (it executes synchronous webhooks' short runs), in the background.
         import threading
 

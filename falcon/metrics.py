@@ -97,6 +97,9 @@ SWEEPER_ACTIONS = Counter(
     "What the run sweeper did: requeued orphans, failed ones out of claims, redispatched queued runs.",
     ["action"],
 )
+RUNS_HANDED_BACK = Counter(
+    "falcon_runs_handed_back_total", "Runs a stopping worker put back in the queue at a step boundary."
+)
 NOTIFICATION_DELIVERIES = Counter(
     "falcon_notification_deliveries_total",
     "Notification deliveries, by channel kind and outcome.",

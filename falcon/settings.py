@@ -393,6 +393,8 @@ FALCON_RUN_PAYLOAD_LIMIT_BYTES = env_int("FALCON_RUN_PAYLOAD_LIMIT_BYTES", 256 *
 FALCON_INBOUND_EMAIL_DOMAIN = env_str("FALCON_INBOUND_EMAIL_DOMAIN", "inbound.localhost")
 FALCON_INBOUND_EMAIL_MAX_BYTES = env_int("FALCON_INBOUND_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
+# A worker told to stop hands its runs back at their next step, or after this long at the latest.
+FALCON_WORKER_GRACE_S = env_int("FALCON_WORKER_GRACE_S", 25, minimum=0)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)
 # Webhooks execute short pure workflows (transforms, branches) in the request: no queue hop (0 = never).
 FALCON_WEBHOOK_INLINE_MAX_STEPS = env_int("FALCON_WEBHOOK_INLINE_MAX_STEPS", 10, minimum=0)

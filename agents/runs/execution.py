@@ -36,6 +36,7 @@ from agents.prompts.services import prompt_resolve
 from agents.runs.models import Run, StepRun
 from agents.runs.payloads import log_safe, public_error_of
 from agents.runs.services import (
+    run_enqueue_now,
     run_failure_notify,
     run_finished_notify,
     runs_dispatch_tenant,
@@ -99,6 +100,38 @@ class HeartbeatMonitor:
 heartbeats = HeartbeatMonitor()
 # Settles LLM calls a run stopped waiting for, once they answer (off the event loop: it writes rows).
 _settlers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="falcon-llm-settle")
+
+
+# --- Stopping a worker ---------------------------------------------------------------------------------
+
+
+class WorkerStop:
+    """A worker told to stop (SIGTERM: Celery's warm shutdown) finishes the steps in flight, then hands
+    each run back to the queue at its next step boundary; a step still in flight when the grace period
+    ends is dropped and the run handed back too (its next claim executes that step again)."""
+
+    def __init__(self) -> None:
+        self._deadline: float | None = None
+
+    def begin(self, grace_s: float) -> None:
+        if self._deadline is None:
+            self._deadline = time.monotonic() + grace_s
+            logger.info(
+                "Stopping: runs are handed back at their next step, or in %.0f s at the latest", grace_s
+            )
+
+    @property
+    def requested(self) -> bool:
+        return self._deadline is not None
+
+    def expired(self) -> bool:
+        return self._deadline is not None and time.monotonic() >= self._deadline
+
+    def reset(self) -> None:
+        self._deadline = None
+
+
+worker_stop = WorkerStop()
 
 
 # --- Claiming -------------------------------------------------------------------------------------------
@@ -202,6 +235,7 @@ class DatabaseHooks:
         # The claim has just read the run's state: the first check is due a second from now.
         self._cancel_checked = time.monotonic()
         self._cancelled = False
+        self.handback = False  # set when the worker stops: the run goes back to the queue, not cancelled
         self._lock = threading.Lock()
         self._pending: list[StepRun] = []
         self.prompts_used: list[dict[str, Any]] = []
@@ -280,6 +314,21 @@ class DatabaseHooks:
                 self.totals[2] += row.cost_usd
 
     def cancelled(self) -> bool:
+        """The engine asks at each step boundary: a stopping worker hands the run back here."""
+        if worker_stop.requested:
+            self.handback = True
+            return True
+        return self.cancel_requested()
+
+    def _interrupted(self) -> bool:
+        """Asked while a step is in flight (an LLM call, a sleep): it finishes unless the run was
+        cancelled or the stopping worker's grace period is over."""
+        if worker_stop.expired():
+            self.handback = True
+            return True
+        return self.cancel_requested()
+
+    def cancel_requested(self) -> bool:
         if self._cancelled:
             return True
         now = time.monotonic()
@@ -339,7 +388,7 @@ class DatabaseHooks:
             try:
                 answer = future.result(timeout=self.CANCEL_CHECK_INTERVAL_S)
             except FutureTimeout:
-                cancelled = self.cancelled()
+                cancelled = self._interrupted()
                 if not connection.in_atomic_block:
                     connection.close()  # back to the pool while the provider takes its time
                 if cancelled:
@@ -444,7 +493,7 @@ class DatabaseHooks:
     def sleep(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
-            if self.cancelled():
+            if self._interrupted():
                 raise RunCancelled()
             time.sleep(min(0.25, max(0.0, end - time.monotonic())))
 
@@ -613,7 +662,9 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
             *hooks.prompts_used,
         ]
     status = outcome.status
-    if status == "cancelled" and hooks.cancelled():
+    if status == "cancelled" and hooks.handback:
+        return _hand_back(claimed, elapsed, hooks)
+    if status == "cancelled" and hooks.cancel_requested():
         state = Run.objects.filter(pk=run.pk).values_list("status", "claims").first()
         if state and (state[0] != Run.Status.RUNNING or state[1] != run.claims):
             return None  # the sweeper handed the run to another claim: that claim finishes it
@@ -659,3 +710,27 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
         except Exception:  # telling people must never undo the run's own record
             logger.exception("Could not raise the failure notification of run %s", run.pk)
     return status if updated else None
+
+
+def _hand_back(claimed: Claimed, elapsed: float, hooks: DatabaseHooks) -> str | None:
+    """Puts a run this stopping worker will not finish back in the queue: the steps it completed are
+    kept (the next claim resumes after them), its concurrency slot is freed, its task sent again."""
+    run = claimed.run
+    try:
+        hooks.flush()
+    except RunCancelled:
+        return None  # another claim owns the run already
+    updated = sql.update(
+        Run,
+        {"status": Run.Status.QUEUED, "enqueued_at": timezone.now(), "deferred": False},
+        "id = %s AND status = %s AND claims = %s",
+        [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims],
+        add={"active_seconds": elapsed},
+    )
+    if not updated:
+        return None
+    metrics.RUNS_HANDED_BACK.inc()
+    logger.info("Run %s handed back to the queue: this worker is stopping", run.pk)
+    run_enqueue_now(run.pk)
+    runs_dispatch_tenant(run.tenant_id)
+    return Run.Status.QUEUED
