@@ -44,8 +44,10 @@ def _worker(llm, grace_s: int) -> subprocess.Popen[str]:
         "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
         "FALCON_WORKER_GRACE_S": str(grace_s),
     }
+    command = [sys.executable, "-m", "celery", "-A", "falcon", "worker", "--pool=threads"]
+    command += ["--concurrency=4", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip"]
     return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "falcon", "worker", "--pool=threads", "--concurrency=4", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        [*command, "--without-mingle"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
