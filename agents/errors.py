@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from agents.engine.validate import Problem
-from falcon.errors import InvalidInput
+from falcon.errors import FalconError, InvalidInput
 
 
 class WorkflowInvalid(InvalidInput):
@@ -45,3 +45,14 @@ class RunInputInvalid(InvalidInput):
 
 class DeliveryFailed(Exception):
     """A channel refused or could not be reached; the task retries it."""
+
+
+class TooManyStreams(FalconError):
+    """Too many live event streams are open (this web process's, or this tenant's, share of them)."""
+
+    status_code = 429
+    default_code = "too_many_streams"
+
+    def __init__(self, which: str) -> None:
+        whose = "this tenant has" if which == "tenant" else "this server has"
+        super().__init__(f"Too many live event streams: {whose} as many open as allowed; retry shortly.")

@@ -35,8 +35,34 @@ def notify(channel: str, key: str) -> None:
             cursor.execute("SELECT pg_notify(%s, %s)", [channel, key])
 
 
+class Wake(threading.Event):
+    """An event that also keeps what notifications said past their key (``"<key> <detail>"``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._details: list[str] = []
+        self._details_lock = threading.Lock()
+
+    def notified(self, detail: str) -> None:
+        if detail:
+            with self._details_lock:
+                if len(self._details) < 1000:
+                    self._details.append(detail)
+        self.set()
+
+    def take(self) -> list[str]:
+        """The details heard since the last call; clears the event."""
+        with self._details_lock:
+            details, self._details = self._details, []
+            self.clear()
+        return details
+
+
 class Listener:
-    """One ``LISTEN`` connection per process and channel, started by the first waiter."""
+    """One ``LISTEN`` connection per process and channel, started by the first waiter.
+
+    A notification's payload is a key, optionally followed by a space and a detail; the waiters of the
+    key wake (a ``Wake`` keeps the details)."""
 
     def __init__(self, channel: str) -> None:
         self.channel = channel
@@ -47,10 +73,11 @@ class Listener:
         self._stopping = False
         self._listening = False
 
-    def register(self, key: str) -> threading.Event:
-        """An event set when ``key`` is notified. Register *before* reading the state you wait on,
-        so that a change committed in between is not missed."""
-        event = threading.Event()
+    def register(self, key: str, event: threading.Event | None = None) -> threading.Event:
+        """An event set when ``key`` is notified (``event`` when given: one event may wait on several
+        channels). Register *before* reading the state you wait on, so that a change committed in
+        between is not missed."""
+        event = event if event is not None else threading.Event()
         with self._lock:
             self._waiters[key].append(event)
             if self._thread is None or not self._thread.is_alive():
@@ -105,10 +132,14 @@ class Listener:
                 self._ready.set()
                 while True:
                     for note in conn.notifies(timeout=IDLE_S):
+                        key, _, detail = note.payload.partition(" ")
                         with self._lock:
-                            events = list(self._waiters.get(note.payload, ()))
+                            events = list(self._waiters.get(key, ()))
                         for event in events:
-                            event.set()
+                            if isinstance(event, Wake):
+                                event.notified(detail)
+                            else:
+                                event.set()
                     with self._lock:
                         if not self._waiters or self._stopping:
                             return  # nobody waits: the next waiter starts a listener again

@@ -393,6 +393,10 @@ FALCON_RUN_PAYLOAD_LIMIT_BYTES = env_int("FALCON_RUN_PAYLOAD_LIMIT_BYTES", 256 *
 FALCON_INBOUND_EMAIL_DOMAIN = env_str("FALCON_INBOUND_EMAIL_DOMAIN", "inbound.localhost")
 FALCON_INBOUND_EMAIL_MAX_BYTES = env_int("FALCON_INBOUND_EMAIL_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
 FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
+# Live run events (GET /api/v1/runs/{id}/events): each open stream holds a web thread.
+FALCON_EVENT_STREAMS = env_int("FALCON_EVENT_STREAMS", 8, minimum=1)
+FALCON_EVENT_STREAMS_PER_TENANT = env_int("FALCON_EVENT_STREAMS_PER_TENANT", 4, minimum=1)
+FALCON_EVENT_STREAM_MAX_S = env_int("FALCON_EVENT_STREAM_MAX_S", 60, minimum=1)
 # A worker told to stop hands its runs back at their next step, or after this long at the latest.
 FALCON_WORKER_GRACE_S = env_int("FALCON_WORKER_GRACE_S", 25, minimum=0)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)

@@ -46,9 +46,11 @@ def _static_files(django_test_environment: None) -> None:
 def _no_lingering_listener() -> Any:
     """run_wait's LISTEN connection must not outlive a test (the test database is dropped at the end)."""
     yield
+    from agents.runs.events import streams_stop
     from agents.runs.services import run_waiters_stop
 
     run_waiters_stop()
+    streams_stop()
 
 
 @pytest.fixture(autouse=True)

@@ -246,7 +246,7 @@ class Runner:
     # --- steps -----------------------------------------------------------------------------------------
 
     def _execute(self, step: Any, key: str, scope: _Scope) -> Any:
-        self.hooks.step_started(key)
+        self.hooks.step_started(key, step.type)
         if isinstance(step, WaitStep):
             return self._wait(step, key, scope)
         if isinstance(step, MapStep):

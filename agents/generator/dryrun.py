@@ -34,7 +34,7 @@ class DryRunHooks:
     def checkpoint(self, record: StepRecord) -> None:
         self.records.append(record)
 
-    def step_started(self, key: str) -> None:
+    def step_started(self, key: str, step_type: str) -> None:
         return None
 
     def cancelled(self) -> bool:

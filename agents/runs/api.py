@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status
 from rest_framework.decorators import action
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from agents.errors import TooManyStreams
+from agents.runs import events as run_events
 from agents.runs import services as run_services
 from agents.runs.models import Run
 from agents.runs.serializers import (
@@ -63,6 +70,19 @@ def _run_response(run_id: Any, wait_s: float) -> Response:
     return Response(RunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
+class EventStreamRenderer(BaseRenderer):
+    """``text/event-stream`` for the events route; its errors are still JSON."""
+
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = None
+
+    def render(
+        self, data: Any, accepted_media_type: str | None = None, renderer_context: Any = None
+    ) -> bytes:
+        return json.dumps(data).encode()
+
+
 @extend_schema(parameters=[TENANT_HEADER_PARAMETER])
 class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedViewSet):
     queryset = Run.objects.select_related("agent", "version")
@@ -74,6 +94,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
         "cancel": Action.AGENTS_RUN,
         "resume": Action.AGENTS_RUN,
         "rerun": Action.AGENTS_RUN,
+        "events": Action.RUNS_READ,
     }
 
     def get_serializer_class(self) -> Any:
@@ -126,3 +147,23 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantScopedV
     def rerun(self, request: Request, pk: str) -> Response:
         run = run_services.run_rerun(run=self.get_object(), actor=self.ctx.actor)
         return _run_response(run.pk, 0)
+
+    @extend_schema(
+        request=None,
+        responses={(200, "text/event-stream"): OpenApiTypes.STR},
+        parameters=[OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER, required=False)],
+    )
+    @action(detail=True, methods=["get"], renderer_classes=[JSONRenderer, EventStreamRenderer])
+    def events(self, request: Request, pk: str) -> HttpResponseBase:
+        """Server-sent events of the run until it ends (agents/runs/events.py lists them)."""
+        run = self.get_object()
+        refused = run_events.limits.acquire(run.tenant_id)
+        if refused is not None:
+            raise TooManyStreams(refused)
+        stream = run_events.RunEventStream(
+            run, run_events.parse_last_event_id(request.headers.get("Last-Event-ID"))
+        )
+        response = StreamingHttpResponse(stream, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"  # nginx: pass each event on at once
+        return response

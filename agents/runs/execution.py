@@ -33,6 +33,7 @@ from agents.engine.validate import input_problems
 from agents.llm import gateway as llm
 from agents.llm.gateway import Answer
 from agents.prompts.services import prompt_resolve
+from agents.runs import events
 from agents.runs.models import Run, StepRun
 from agents.runs.payloads import log_safe, public_error_of
 from agents.runs.services import (
@@ -243,9 +244,10 @@ class DatabaseHooks:
         # is the run's first claim, without summing the rows back.
         self.totals: list[Any] = [0, 0, Decimal(0)]
 
-    def step_started(self, key: str) -> None:
+    def step_started(self, key: str, step_type: str) -> None:
         # The engine's own threads (parallel branches, map items) log with the run's context too.
         logs.bind(tenant=self.run.tenant_id, run_id=self.run.pk, step=key)
+        events.step_started_notify(self.run.pk, key, step_type)
 
     def checkpoint(self, record: StepRecord) -> None:
         """Side-effect steps are saved at once; pure ones (transform, branch, skips) are batched.
@@ -293,17 +295,22 @@ class DatabaseHooks:
         self._save(rows)
 
     def flush(self) -> None:
+        """Saves the batched pure steps (the run is ending: its finish wakes the streams)."""
         with self._lock:
             rows, self._pending = self._pending, []
         if rows:
-            self._save(rows)
+            self._save(rows, notify=False)
 
-    def _save(self, rows: list[StepRun]) -> None:
+    def _save(self, rows: list[StepRun], notify: bool = True) -> None:
         try:
             # No savepoint: inside an inline delivery's transaction nothing else can conflict, and a
             # worker's claim is not inside one.
+            # An inline run commits with its delivery: nobody can watch it.
+            watched = notify and not connection.in_atomic_block
             with transaction.atomic(savepoint=False):
                 sql.insert(rows)
+                if watched:
+                    events.step_recorded_notify(self.run.pk)  # open streams read the new records
         except IntegrityError as exc:
             # Another worker already recorded one of these steps as succeeded: this claim lost the run.
             raise RunCancelled() from exc

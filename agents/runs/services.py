@@ -317,6 +317,11 @@ def run_waiters_stop() -> None:
     _finished.stop()
 
 
+def finished_listener() -> pgnotify.Listener:
+    """The process's listener of finished runs (run_wait and the event streams share it)."""
+    return _finished
+
+
 def run_finished_notify(run_id: Any) -> None:
     """Wakes whoever waits for this run (``run_wait``), when the caller's transaction commits."""
     pgnotify.notify(RUN_FINISHED_CHANNEL, str(run_id))

@@ -34,7 +34,7 @@ class FakeHooks:
     def checkpoint(self, record: StepRecord) -> None:
         self.records.append(record)
 
-    def step_started(self, key: str) -> None:
+    def step_started(self, key: str, step_type: str) -> None:
         pass
 
     def cancelled(self) -> bool:
