@@ -37,3 +37,18 @@ def _serve_metrics(**kwargs: Any) -> None:
     from falcon.metrics import serve_worker_metrics
 
     serve_worker_metrics()
+
+
+@signals.worker_init.connect
+@signals.worker_process_init.connect
+def _trace_worker(**kwargs: Any) -> None:
+    from falcon import tracing
+
+    tracing.configure("worker")
+
+
+@signals.beat_init.connect
+def _trace_beat(**kwargs: Any) -> None:
+    from falcon import tracing
+
+    tracing.configure("beat")

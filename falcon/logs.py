@@ -97,6 +97,12 @@ def redact(text: str) -> str:
     return _TOKEN_SHAPES.sub(REDACTED, text)
 
 
+def _trace_id() -> str:
+    from falcon.tracing import trace_id
+
+    return trace_id()
+
+
 class ContextFilter(logging.Filter):
     """Puts the bound context on every record (``-`` where a field does not apply) and redacts its
     message once, for every handler."""
@@ -119,6 +125,8 @@ class ContextFilter(logging.Filter):
         context = _context.get()
         for field in FIELDS:
             setattr(record, field, context.get(field, "-"))
+        if record.trace_id == "-":  # type: ignore[attr-defined]
+            record.trace_id = _trace_id() or "-"
         if not getattr(record, "_falcon_redacted", False):
             message = record.getMessage()
             record.msg, record.args = redact(message), None

@@ -155,7 +155,7 @@ def celery_worker(transactional_db: None) -> Any:
 
     app.control.purge()
     with start_worker(
-        app, pool="threads", concurrency=8, perform_ping_check=False, shutdown_timeout=30
+        app, pool="threads", concurrency=8, perform_ping_check=False, shutdown_timeout=30, loglevel="INFO"
     ) as worker:
         yield worker
     _close_other_sessions()

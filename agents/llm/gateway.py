@@ -13,12 +13,15 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from agents.engine.spec import PROVIDERS, provider_of
 from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
@@ -27,7 +30,7 @@ from billing.errors import QuotaExceeded
 from billing.quotas import Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
-from falcon import jsonlimits, metrics, sql
+from falcon import genai_semconv, jsonlimits, metrics, sql, tracing
 from falcon.redaction import public_error
 
 logger = logging.getLogger(__name__)
@@ -216,6 +219,7 @@ class _Call:
     kwargs: dict[str, Any]
     secrets: tuple[str, ...]
     policy: NetPolicy | None  # a tenant's base URL: names resolved during the call are checked
+    trace_parent: Any = None  # the caller's trace context (the call may wait on the event loop)
 
 
 @dataclass
@@ -273,7 +277,58 @@ def _prepare(request: LlmRequest, credentials: dict[str, Any] | None) -> _Call:
             model=litellm_model, **_credentials("ollama" if provider == "ollama_chat" else provider)
         )
     secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
-    return _Call(request, litellm_model, kwargs, secrets, tenant_policy)
+    parent = tracing.current() if tracing.enabled_here() else None
+    return _Call(request, litellm_model, kwargs, secrets, tenant_policy, parent)
+
+
+@contextlib.contextmanager
+def _chat_span(call: _Call) -> Iterator[Any]:
+    """The GenAI conventions' client span of one chat call (nothing when tracing is off); the provider's
+    HTTP request is its child."""
+    if not tracing.enabled_here():
+        yield None
+        return
+    request = call.request
+    attributes: dict[str, Any] = {
+        genai_semconv.OPERATION_NAME: genai_semconv.OPERATION_CHAT,
+        genai_semconv.PROVIDER_NAME: genai_semconv.provider_name(provider_of(request.model)),
+        genai_semconv.REQUEST_MODEL: request.model.split("/", 1)[-1],
+    }
+    if request.max_tokens is not None:
+        attributes[genai_semconv.REQUEST_MAX_TOKENS] = request.max_tokens
+    if request.temperature is not None:
+        attributes[genai_semconv.REQUEST_TEMPERATURE] = request.temperature
+    span = tracing.start(
+        genai_semconv.chat_span_name(request.model.split("/", 1)[-1]),
+        attributes,
+        parent=call.trace_parent,
+        kind=SpanKind.CLIENT,
+    )
+    with tracing.within(trace.set_span_in_context(span, call.trace_parent)):
+        try:
+            yield span
+        except LlmError as error:
+            tracing.failed(span, error.code, str(error))
+            raise
+        finally:
+            span.end()
+
+
+def _chat_answered(span: Any, response: Any) -> None:
+    if span is None:
+        return
+    usage = getattr(response, "usage", None)
+    span.set_attribute(genai_semconv.USAGE_INPUT_TOKENS, int(getattr(usage, "prompt_tokens", 0) or 0))
+    span.set_attribute(genai_semconv.USAGE_OUTPUT_TOKENS, int(getattr(usage, "completion_tokens", 0) or 0))
+    if getattr(response, "model", None):
+        span.set_attribute(genai_semconv.RESPONSE_MODEL, str(response.model))
+    if getattr(response, "id", None):
+        span.set_attribute(genai_semconv.RESPONSE_ID, str(response.id))
+    reasons = [
+        str(c.finish_reason) for c in getattr(response, "choices", []) if getattr(c, "finish_reason", None)
+    ]
+    if reasons:
+        span.set_attribute(genai_semconv.RESPONSE_FINISH_REASONS, reasons)
 
 
 def _call_sync(call: _Call) -> Answer:
@@ -282,13 +337,15 @@ def _call_sync(call: _Call) -> Answer:
         contextlib.nullcontext() if call.policy is None else pinned_resolution(call.policy)
     )
     started = time.monotonic()
-    try:
-        with guard:
-            response = litellm.completion(**call.kwargs)
-    except Exception as exc:
-        error = _error_from(exc, call.request.model, call.secrets)
-        _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
-        raise error from exc
+    with _chat_span(call) as span:
+        try:
+            with guard:
+                response = litellm.completion(**call.kwargs)
+        except Exception as exc:
+            error = _error_from(exc, call.request.model, call.secrets)
+            _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
+            raise error from exc
+        _chat_answered(span, response)
     return Answer(call, response, int((time.monotonic() - started) * 1000))
 
 
@@ -298,12 +355,14 @@ async def _call_async(call: _Call) -> Answer:
         raise ValueError("a call to a tenant's base URL must run in a thread under its network policy")
     litellm = _litellm()
     started = time.monotonic()
-    try:
-        response = await litellm.acompletion(**call.kwargs)
-    except Exception as exc:
-        error = _error_from(exc, call.request.model, call.secrets)
-        _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
-        raise error from exc
+    with _chat_span(call) as span:
+        try:
+            response = await litellm.acompletion(**call.kwargs)
+        except Exception as exc:
+            error = _error_from(exc, call.request.model, call.secrets)
+            _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
+            raise error from exc
+        _chat_answered(span, response)
     return Answer(call, response, int((time.monotonic() - started) * 1000))
 
 

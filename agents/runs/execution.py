@@ -25,6 +25,8 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
+from opentelemetry import context as otel_context
+from opentelemetry import trace
 
 from agents.engine.runner import Runner, RunOutcome
 from agents.engine.spec import PURE_STEP_TYPES, provider_of, spec_for_version, version_uses_env
@@ -50,7 +52,7 @@ from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, provider_connector
-from falcon import logs, metrics, sql
+from falcon import genai_semconv, logs, metrics, sql, tracing
 from falcon.errors import NotFound
 from tenants.models import tenant_lock
 
@@ -237,6 +239,7 @@ class DatabaseHooks:
         self._cancel_checked = time.monotonic()
         self._cancelled = False
         self.handback = False  # set when the worker stops: the run goes back to the queue, not cancelled
+        self.trace_parent = tracing.current()  # the run's span: the parent of every step's
         self._lock = threading.Lock()
         self._pending: list[StepRun] = []
         self.prompts_used: list[dict[str, Any]] = []
@@ -280,6 +283,7 @@ class DatabaseHooks:
         )
         if record.kind == StepRun.Kind.STEP:
             logs.drop("step")
+        _trace_record(record, self.trace_parent)
         if record.started_at is not None and record.finished_at is not None:
             metrics.STEP_DURATION.labels(record.step_type, record.status).observe(
                 max(0.0, (record.finished_at - record.started_at).total_seconds())
@@ -373,7 +377,8 @@ class DatabaseHooks:
         if not connection.in_atomic_block:
             connection.close()
         try:
-            future = llm.llm_start(request, credentials)
+            with tracing.within(self.trace_parent):  # the chat span's parent, from any engine thread
+                future = llm.llm_start(request, credentials)
         except BaseException:
             llm.llm_budget_settle(reservation, None)
             raise
@@ -488,7 +493,8 @@ class DatabaseHooks:
         if not connection.in_atomic_block:
             connection.close()  # the remote system may take seconds: do not hold a pooled connection
         try:
-            answer = kind.call(resolved, step_type, operation)
+            with tracing.within(self.trace_parent):  # HTTP and database spans join the run's trace
+                answer = kind.call(resolved, step_type, operation)
         except ConnectorError as exc:  # the engine knows step failures, not connectors
             metrics.CONNECTOR_CALLS.labels(found.kind, exc.code).inc()
             raise StepFailure(
@@ -590,6 +596,19 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
         heartbeats.add(run.pk)
     started = time.monotonic()
     context = logs.bind(tenant=run.tenant_id, run_id=run.pk)
+    span = tracing.start(
+        f"{genai_semconv.OPERATION_INVOKE_AGENT} {claimed.agent_name}",
+        {
+            genai_semconv.OPERATION_NAME: genai_semconv.OPERATION_INVOKE_AGENT,
+            "gen_ai.agent.name": claimed.agent_name,
+            "falcon.run.id": str(run.pk),
+            "falcon.tenant.id": str(run.tenant_id),
+            "falcon.run.trigger": run.trigger,
+            "falcon.run.claim": run.claims,
+            "falcon.agent.version": claimed.version_number,
+        },
+    )
+    span_token = otel_context.attach(trace.set_span_in_context(span))
     try:
         spec = spec_for_version(run.version_id, _definition_of(run.version_id))
         # Every claim counts (crash re-queues and resumed waits too): the first has nothing to resume.
@@ -643,8 +662,14 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
                     "message": f"internal error: {type(exc).__name__}",
                 },
             )
-        return _finish(claimed, outcome, time.monotonic() - started, hooks)
+        status = _finish(claimed, outcome, time.monotonic() - started, hooks)
+        span.set_attribute("falcon.run.status", status or "")
+        if status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
+            tracing.failed(span, (outcome.error or {}).get("code") or status)
+        return status
     finally:
+        otel_context.detach(span_token)
+        span.end()
         logs.unbind(context)
         if not claimed.inline:
             heartbeats.discard(run.pk)
@@ -741,3 +766,36 @@ def _hand_back(claimed: Claimed, elapsed: float, hooks: DatabaseHooks) -> str | 
     run_enqueue_now(run.pk)
     runs_dispatch_tenant(run.tenant_id)
     return Run.Status.QUEUED
+
+
+def _trace_record(record: StepRecord, parent: Any) -> None:
+    """A span per step attempt and per tool call, with the times the engine recorded."""
+    if not tracing.enabled_here():
+        return
+    attributes: dict[str, Any] = {
+        "falcon.step.key": record.key,
+        "falcon.step.id": record.step_id,
+        "falcon.step.type": record.step_type,
+        "falcon.step.attempt": record.attempt,
+        "falcon.step.status": record.status,
+    }
+    if record.kind == StepRun.Kind.TOOL_CALL:
+        tool = record.key.rsplit(".", 1)[-1]
+        name = f"{genai_semconv.OPERATION_EXECUTE_TOOL} {tool}"
+        attributes[genai_semconv.OPERATION_NAME] = genai_semconv.OPERATION_EXECUTE_TOOL
+        attributes[genai_semconv.TOOL_NAME] = tool
+    else:
+        name = f"step {record.key}"
+    if record.model:
+        attributes[genai_semconv.REQUEST_MODEL] = record.model
+    error = (record.error or {}).get("code") if record.status == "failed" else None
+    if error:
+        attributes[genai_semconv.ERROR_TYPE] = error
+    tracing.record(
+        name,
+        parent=parent,
+        started=record.started_at,
+        finished=record.finished_at,
+        attributes=attributes,
+        error=error,
+    )

@@ -84,6 +84,7 @@ class RunSerializer(serializers.ModelSerializer):
             "cost_usd",
             "claims",
             "prompt_versions",
+            "trace_id",
             "created_at",
             "started_at",
             "finished_at",

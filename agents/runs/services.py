@@ -27,7 +27,7 @@ from agents.workflows.services import watcher_emails
 from billing.errors import QuotaExceeded
 from billing.plans import Metric
 from billing.quotas import entitlement, plan_limit, quota_consume
-from falcon import metrics, pgnotify, sql
+from falcon import metrics, pgnotify, sql, tracing
 from falcon.celery import app as celery_app
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
@@ -162,6 +162,7 @@ def _run_insert(
             actor_type=actor.type,
             actor_id=str(actor.id)[:64],
             rerun_of=rerun_of,
+            trace_id=tracing.trace_id(),
             created_at=now,
             enqueued_at=now,
         )

@@ -23,6 +23,8 @@ def json_lines() -> Any:
     handler.setFormatter(logs.JsonFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
+    level = root.level
+    root.setLevel(logging.INFO)  # production's level (a test worker may have set it to ERROR)
 
     def read() -> list[dict[str, Any]]:
         handler.flush()
@@ -30,6 +32,7 @@ def json_lines() -> Any:
 
     yield read
     root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -120,3 +123,15 @@ def test_the_scan_finds_a_leak():
     assert leaks('{"message": "x"}\n{"message": "sk-live-123"}', {"sk-live-123"}) == [
         "line 2: a secret of 11 characters starting 'sk-l'"
     ]
+
+
+def test_a_line_written_inside_a_trace_carries_its_trace_id():
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+
+    span = TracerProvider().get_tracer("tests").start_span("work")  # a local provider: nothing exported
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "inside", None, None)
+    with trace.use_span(span, end_on_exit=True):
+        logs.ContextFilter().filter(record)
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert entry["trace_id"] == format(span.get_span_context().trace_id, "032x")
