@@ -17,7 +17,7 @@ TEST_ENV := \
 	FALCON_DEBUG=0 FALCON_SSL_REDIRECT=0 FALCON_VAR_DIR=$(CURDIR)/var/test \
 	ALLOWED_HOSTS=testserver,localhost,127.0.0.1 EMAIL_URL=locmem://
 
-.PHONY: help venv run test lint typecheck pytest services chromium lock clean bench bench-n8n
+.PHONY: help venv run test lint typecheck pytest pytest-amqp services chromium lock clean bench bench-n8n
 
 help:
 	@echo "make run    first look: install, migrate, seed the demo tenant, start web + worker + beat"
@@ -63,8 +63,19 @@ typecheck: venv
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# The Celery-backed tests run on Redis; runs, schedules and crash recovery run again on RabbitMQ (own test
+# database, so the two sessions never share one).
+AMQP_SUBSET := tests/agents/test_runs.py tests/agents/test_schedule_beat.py tests/agents/test_crash.py \
+	tests/operations/test_graceful_stop.py tests/operations/test_beat.py
+AMQP_ENV := $(filter-out DATABASE_URL=% CELERY_BROKER_URL=%,$(TEST_ENV)) \
+	DATABASE_URL=postgres://falcon@127.0.0.1:5432/falcon_amqp CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672//
+
 pytest: venv services chromium $(LOCALSTRIPE)
 	$(TEST_ENV) .venv/bin/pytest $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,$(AMQP_ENV) .venv/bin/pytest -p no:cacheprovider $(AMQP_SUBSET))
+
+pytest-amqp: venv services
+	$(AMQP_ENV) .venv/bin/pytest -p no:cacheprovider $(AMQP_SUBSET)
 
 test: lint typecheck pytest
 

@@ -34,11 +34,15 @@ def test_a_runs_worker_is_not_held_up_by_waiting_notifications(world, alice_clie
     app.send_task("agents.tasks.notification_deliver_task", args=["00000000-0000-0000-0000-000000000000"])
     assert broker.llen("notifications") == 1
     agent_id = create_agent(alice_client, SANDBOX_ECHO)
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, queues=["runs"]):
-        run = alice_client.post(
-            f"/api/v1/agents/{agent_id}/runs", {"input": {"name": "Ada"}, "wait_s": 30}, format="json"
-        ).json()
-        assert run["status"] == "succeeded", run
+    try:
+        with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False, queues=["runs"]):
+            run = alice_client.post(
+                f"/api/v1/agents/{agent_id}/runs", {"input": {"name": "Ada"}, "wait_s": 30}, format="json"
+            ).json()
+            assert run["status"] == "succeeded", run
+    finally:
+        # -Q narrows the app's own queue selection: later workers of this process consume every queue.
+        app.amqp.queues._consume_from = None
     assert broker.llen("notifications") == 1  # still there: the runs worker never took it
     assert broker.llen("runs") == 0
     app.control.purge()
