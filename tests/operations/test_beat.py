@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from typing import Any
 
 import pytest
 from django.db import connection
@@ -35,7 +36,8 @@ def _firings() -> int:
 
     with app.connection_for_write() as conn:
         try:
-            return int(conn.default_channel.queue_declare("runs", passive=True).message_count)
+            channel: Any = conn.default_channel
+            return int(channel.queue_declare("runs", passive=True).message_count)
         except conn.channel_errors:
             return 0  # not declared yet: nothing published
 
