@@ -30,6 +30,7 @@ CALL_SITES = {
     # The event loop's calls: the platform's configured providers only; a tenant policy is refused.
     ("agents/llm/gateway.py", "_call_async"): "policy",
     ("falcon/pgnotify.py", "_listen"): "the platform's own database (DATABASES): LISTEN for run changes",
+    ("falcon/beat.py", "acquire"): "the platform's own database (DATABASES): the one-beat advisory lock",
     ("connectors/netguard.py", "_is_this_machine"): "binds a probe socket to ask if an address is local",
 }
 PLATFORM_MODULES = {
