@@ -66,14 +66,11 @@ class AgentsConfig(AppConfig):
 
         # SIGTERM: in-flight steps finish, runs go back to the queue at their next step boundary, and
         # whatever is still in flight after the grace period is handed back too.
-        from celery.signals import worker_shutting_down
-        from django.conf import settings
+        from celery.signals import worker_shutting_down as shutting_down
 
-        from agents.runs.execution import worker_stop
+        from agents.runs.execution import worker_shutting_down
 
-        worker_shutting_down.connect(
-            lambda **_: worker_stop.begin(settings.FALCON_WORKER_GRACE_S), weak=False
-        )
+        shutting_down.connect(worker_shutting_down, weak=False)
 
         # A web process too (it executes synchronous webhooks' short runs), in the background.
         import threading

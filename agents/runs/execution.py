@@ -135,6 +135,25 @@ class WorkerStop:
 
 
 worker_stop = WorkerStop()
+BOUNCE_PAUSE_S = 1.0
+
+
+def worker_shutting_down(sender: Any = None, **_: Any) -> None:
+    """Celery's ``worker_shutting_down`` (SIGTERM): start the grace period, and stop taking tasks.
+
+    Celery keeps consuming while its tasks finish, so RabbitMQ would hand this worker the very runs it
+    hands back: it cancels its own consumers (remote control, processed by its own event loop)."""
+    worker_stop.begin(settings.FALCON_WORKER_GRACE_S)
+    if not sender:
+        return
+    from falcon.celery import app
+    from falcon.queues import ROUTES
+
+    try:
+        for queue in ROUTES:
+            app.control.cancel_consumer(queue, destination=[str(sender)])
+    except Exception:  # the grace period still applies; a run that arrives is bounced (run_execute)
+        logger.exception("Could not stop consuming while shutting down")
 
 
 # --- Claiming -------------------------------------------------------------------------------------------
@@ -587,6 +606,12 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
         if run.status != Run.Status.RUNNING:
             return None
         claimed: Claimed | None = Claimed(run, run.agent.name, run.version.number, inline=True)
+    elif worker_stop.requested:
+        # Delivered to a worker that is stopping: not claimed here, handed on to one that stays (after a
+        # pause: the broker may offer it to this worker again until its consumers are cancelled).
+        time.sleep(BOUNCE_PAUSE_S)
+        run_enqueue_now(run_id)
+        return None
     else:
         claimed = _claim(run_id)
     if claimed is None:
