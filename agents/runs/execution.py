@@ -85,6 +85,10 @@ class HeartbeatMonitor:
         with self._lock:
             self._runs.discard(run_id)
 
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._runs)
+
     def _loop(self) -> None:
         while True:
             time.sleep(settings.FALCON_RUN_HEARTBEAT_INTERVAL_S)
@@ -144,8 +148,8 @@ def worker_shutting_down(sender: Any = None, **_: Any) -> None:
     Celery keeps consuming while its tasks finish, so RabbitMQ would hand this worker the very runs it
     hands back: it cancels its own consumers (remote control, processed by its own event loop)."""
     worker_stop.begin(settings.FALCON_WORKER_GRACE_S)
-    if not sender:
-        return
+    if not sender or not heartbeats.busy():
+        return  # nothing in flight: the warm shutdown ends at once, no run can come back to it
     from falcon.celery import app
     from falcon.queues import ROUTES
 
