@@ -397,6 +397,8 @@ FALCON_SMTP_INBOUND_PORT = env_int("FALCON_SMTP_INBOUND_PORT", 2525, minimum=1)
 FALCON_EVENT_STREAMS = env_int("FALCON_EVENT_STREAMS", 8, minimum=1)
 FALCON_EVENT_STREAMS_PER_TENANT = env_int("FALCON_EVENT_STREAMS_PER_TENANT", 4, minimum=1)
 FALCON_EVENT_STREAM_MAX_S = env_int("FALCON_EVENT_STREAM_MAX_S", 60, minimum=1)
+# The OpenAI-compatible endpoint waits this long for a run (then 504 with the run id to follow).
+FALCON_OPENAI_WAIT_S = env_int("FALCON_OPENAI_WAIT_S", 60, minimum=1)
 # A worker told to stop hands its runs back at their next step, or after this long at the latest.
 FALCON_WORKER_GRACE_S = env_int("FALCON_WORKER_GRACE_S", 25, minimum=0)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)

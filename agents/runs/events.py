@@ -154,54 +154,67 @@ class RunEventStream:
             self.close()
 
     def _events(self) -> Iterator[bytes]:
+        yield b"retry: 1000\n\n"
         deadline = time.monotonic() + settings.FALCON_EVENT_STREAM_MAX_S
-        key = str(self.run_id)
-        listening = pgnotify.supported()
-        wake = pgnotify.Wake()
+        for kind, data, event_id in follow(self.run_id, deadline, since=self.since):
+            if kind == "idle":
+                yield b": keep-alive\n\n"
+            else:
+                yield _sse(kind, data, event_id)
+
+
+def follow(
+    run_id: Any, deadline: float, *, since: datetime | None = None
+) -> Iterator[tuple[str, Any, str | None]]:
+    """The run's events as ``(kind, data, event id)`` until it ends or ``deadline`` (monotonic) passes:
+    ``status``, ``step.started``, ``step``, ``end``, and ``idle`` when nothing happened for a while.
+    Between reads the database connection is given back; NOTIFY (or a 2 s poll) wakes it."""
+    key = str(run_id)
+    listening = pgnotify.supported()
+    wake = pgnotify.Wake()
+    if listening:
+        _progress.register(key, wake)
+        services.finished_listener().register(key, wake)
+    sent: set[Any] = set()
+    newest: datetime | None = since
+    last_status = None
+    try:
+        while True:
+            state = Run.objects.filter(pk=run_id).values_list("status", "output", "error").first()
+            query = StepRun.objects.filter(run_id=run_id)
+            if newest is not None:
+                query = query.filter(created_at__gte=newest - OVERLAP)
+            rows = list(query.order_by("created_at", "id").values(*STEP_FIELDS))
+            if not connection.in_atomic_block:
+                connection.close()  # back to the pool while this stream sleeps
+            for row in rows:
+                if row["id"] in sent:
+                    continue
+                sent.add(row["id"])
+                newest = row["created_at"] if newest is None else max(newest, row["created_at"])
+                yield "step", row, row["created_at"].isoformat()
+            if state is None:
+                return
+            status, output, error = state
+            if status != last_status:
+                last_status = status
+                yield "status", {"status": status}, None
+            if status in Run.FINISHED:
+                yield "end", {"status": status, "output": output, "error": error}, None
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return  # the client reconnects with Last-Event-ID
+            woken = wake.wait(timeout=min(POLL_S, left))
+            for detail in wake.take():
+                try:
+                    step_key, step_type = json.loads(detail)
+                except (ValueError, TypeError):
+                    continue
+                yield "step.started", {"key": step_key, "step_type": step_type}, None
+            if not woken:
+                yield "idle", None, None
+    finally:
         if listening:
-            _progress.register(key, wake)
-            services.finished_listener().register(key, wake)
-        sent: set[Any] = set()
-        newest: datetime | None = self.since
-        last_status = None
-        try:
-            yield b"retry: 1000\n\n"
-            while True:
-                state = Run.objects.filter(pk=self.run_id).values_list("status", "output", "error").first()
-                query = StepRun.objects.filter(run_id=self.run_id)
-                if newest is not None:
-                    query = query.filter(created_at__gte=newest - OVERLAP)
-                rows = list(query.order_by("created_at", "id").values(*STEP_FIELDS))
-                if not connection.in_atomic_block:
-                    connection.close()  # back to the pool while this stream sleeps
-                for row in rows:
-                    if row["id"] in sent:
-                        continue
-                    sent.add(row["id"])
-                    newest = row["created_at"] if newest is None else max(newest, row["created_at"])
-                    yield _sse("step", row, event_id=row["created_at"].isoformat())
-                if state is None:
-                    return
-                status, output, error = state
-                if status != last_status:
-                    last_status = status
-                    yield _sse("status", {"status": status})
-                if status in Run.FINISHED:
-                    yield _sse("end", {"status": status, "output": output, "error": error})
-                    return
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return  # the client reconnects with Last-Event-ID
-                woken = wake.wait(timeout=min(POLL_S, left))
-                for detail in wake.take():
-                    try:
-                        step_key, step_type = json.loads(detail)
-                    except (ValueError, TypeError):
-                        continue
-                    yield _sse("step.started", {"key": step_key, "step_type": step_type})
-                if not woken:
-                    yield b": keep-alive\n\n"
-        finally:
-            if listening:
-                _progress.unregister(key, wake)
-                services.finished_listener().unregister(key, wake)
+            _progress.unregister(key, wake)
+            services.finished_listener().unregister(key, wake)
