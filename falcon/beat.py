@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import connection
 from django_celery_beat.schedulers import DatabaseScheduler
 
-from falcon.pgnotify import LIBPQ_OPTIONS
+from falcon.pgnotify import connection_params
 
 logger = logging.getLogger(__name__)
 RETRY_S = 1.0
@@ -52,19 +52,10 @@ class _Lock:
     def acquire(self) -> bool:
         if connection.vendor != "postgresql":
             return self._acquire_file()
-        db = connection.settings_dict
-        params: dict[str, Any] = {
-            "dbname": db["NAME"],
-            "user": db.get("USER") or None,
-            "password": db.get("PASSWORD") or None,
-            "host": db.get("HOST") or None,
-            "port": db.get("PORT") or None,
-            **{k: v for k, v in (db.get("OPTIONS") or {}).items() if k in LIBPQ_OPTIONS},
-            # Operators (and the tests) see which process is the active beat in pg_stat_activity.
-            "application_name": f"falcon-beat-{os.getpid()}",
-        }
         try:
-            conn = psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v})
+            # Operators (and the tests) see which process is the active beat in pg_stat_activity.
+            params = connection_params(application_name=f"falcon-beat-{os.getpid()}")
+            conn = psycopg.connect(autocommit=True, **params)
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_KEY]).fetchone()
         except psycopg.Error:
             logger.exception("Could not ask for the beat lock")

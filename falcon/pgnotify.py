@@ -24,6 +24,22 @@ LIBPQ_OPTIONS = frozenset(
 )
 
 
+def connection_params(**extra: Any) -> dict[str, Any]:
+    """libpq parameters of a dedicated connection to Django's database (outside its pool): the same
+    server, credentials and TLS options (``OPTIONS`` keys that are libpq's, not Django's or the pool's)."""
+    settings = connection.settings_dict
+    params: dict[str, Any] = {
+        "dbname": settings["NAME"],
+        "user": settings.get("USER") or None,
+        "password": settings.get("PASSWORD") or None,
+        "host": settings.get("HOST") or None,
+        "port": settings.get("PORT") or None,
+        **{k: v for k, v in (settings.get("OPTIONS") or {}).items() if k in LIBPQ_OPTIONS},
+        **extra,
+    }
+    return {k: v for k, v in params.items() if v}
+
+
 def supported() -> bool:
     return connection.vendor == "postgresql"
 
@@ -114,19 +130,8 @@ class Listener:
             self._stopping = False
 
     def _listen(self) -> None:
-        settings = connection.settings_dict
-        params: dict[str, Any] = {
-            "dbname": settings["NAME"],
-            "user": settings.get("USER") or None,
-            "password": settings.get("PASSWORD") or None,
-            "host": settings.get("HOST") or None,
-            "port": settings.get("PORT") or None,
-        }
-        # The connection options that are libpq's (TLS above all), not Django's or the pool's.
-        options = settings.get("OPTIONS") or {}
-        params.update({k: v for k, v in options.items() if k in LIBPQ_OPTIONS})
         try:
-            with psycopg.connect(autocommit=True, **{k: v for k, v in params.items() if v}) as conn:
+            with psycopg.connect(autocommit=True, **connection_params()) as conn:
                 conn.execute(f"LISTEN {self.channel}")
                 self._listening = True
                 self._ready.set()

@@ -35,6 +35,7 @@ from django.db import connection
 from agents.engine.spec import PURE_STEP_TYPES
 from agents.runs import services
 from agents.runs.models import Run, StepRun
+from agents.runs.serializers import StepRunSerializer
 from falcon import pgnotify
 
 PROGRESS_CHANNEL = "falcon_run_progress"
@@ -43,27 +44,8 @@ POLL_S = 2.0
 # Records written by concurrent branches can land slightly out of time order: a reconnect and each
 # read look this far behind the newest record seen (duplicates are skipped within a connection).
 OVERLAP = timedelta(seconds=5)
-STEP_FIELDS = (
-    "id",
-    "key",
-    "step_id",
-    "step_type",
-    "kind",
-    "parent_key",
-    "attempt",
-    "claim",
-    "status",
-    "error",
-    "model",
-    "provider",
-    "prompt_tokens",
-    "completion_tokens",
-    "cost_usd",
-    "latency_ms",
-    "started_at",
-    "finished_at",
-    "created_at",
-)
+# What the API shows of a step, but its payloads (GET /api/v1/runs/{id} has them), and the record's time.
+STEP_FIELDS = (*(f for f in StepRunSerializer.Meta.fields if f not in ("input", "output")), "created_at")
 
 
 def step_started_notify(run_id: Any, key: str, step_type: str) -> None:

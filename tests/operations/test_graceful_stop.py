@@ -3,22 +3,18 @@ exits within its grace period; the next worker finishes the run without repeatin
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from agents.models import Run, StepRun
+from tests import processes
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import wait_for
 from tests.servers.llm import Reply
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TWO_CALLS = {
@@ -36,27 +32,12 @@ TWO_CALLS = {
 }
 
 
-def _worker(llm, grace_s: int) -> subprocess.Popen[str]:
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        **llm.provider_env(),
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "FALCON_WORKER_GRACE_S": str(grace_s),
-    }
-    command = [sys.executable, "-m", "celery", "-A", "falcon", "worker", "--pool=threads"]
-    command += ["--concurrency=4", "--loglevel=WARNING", "--without-heartbeat", "--without-gossip"]
-    return subprocess.Popen(
-        [*command, "--without-mingle"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+def _worker(llm, grace_s: int) -> subprocess.Popen[bytes]:
+    env = processes.environment(**llm.provider_env(), FALCON_WORKER_GRACE_S=str(grace_s))
+    return processes.spawn(processes.CELERY_WORKER, env)
 
 
-def _stop(worker: subprocess.Popen[str]) -> float:
+def _stop(worker: subprocess.Popen[bytes]) -> float:
     """SIGTERM, then the seconds until the process exited."""
     started = time.monotonic()
     worker.send_signal(signal.SIGTERM)

@@ -6,26 +6,22 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 
 from agents.models import Run, StepRun
 from billing.services import plan_set
+from tests import processes
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import wait_for
 from tests.conftest import SYSTEM
-from tests.operations.test_tracing import CELERY_WORKER, _answers, _free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RUNS = 1000
@@ -41,20 +37,13 @@ AGENT = {
 
 
 def _env(llm) -> dict[str, str]:
-    db = django_settings.DATABASES["default"]
-    return {
-        **os.environ,
+    return processes.environment(
         **llm.provider_env(),
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "FALCON_DB_POOL_MAX_SIZE": "10",
-        "FALCON_RUN_HEARTBEAT_INTERVAL_S": "1",
-        "FALCON_RUN_HEARTBEAT_TIMEOUT_S": "3",
-        "FALCON_RUN_QUEUED_REDISPATCH_S": "10",
-    }
-
-
-def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        FALCON_DB_POOL_MAX_SIZE="10",
+        FALCON_RUN_HEARTBEAT_INTERVAL_S="1",
+        FALCON_RUN_HEARTBEAT_TIMEOUT_S="3",
+        FALCON_RUN_QUEUED_REDISPATCH_S="10",
+    )
 
 
 class RunningPeak:
@@ -108,22 +97,23 @@ def test_a_thousand_webhook_runs_survive_a_killed_worker(world, alice_client, ll
     )
     assert hook.status_code == 201, hook.json()
     env = _env(llm)
-    ports = [_free_port(), _free_port()]
+    ports = [processes.free_port(), processes.free_port()]
     webs = [
-        _spawn(
+        processes.spawn(
             [sys.executable, "-m", "gunicorn", "falcon.wsgi", "-b", f"127.0.0.1:{p}", "--threads", "8"], env
         )
         for p in ports
     ]
-    worker_command = [c if not c.startswith("--concurrency") else "--concurrency=16" for c in CELERY_WORKER]
-    workers = [_spawn(worker_command, env) for _ in range(2)]
-    beat = _spawn([sys.executable, "-m", "celery", "-A", "falcon", "beat", "--loglevel=WARNING"], env)
-    processes = [*webs, *workers, beat]
+    worker_command = [
+        "--concurrency=16" if c.startswith("--concurrency") else c for c in processes.CELERY_WORKER
+    ]
+    workers = [processes.spawn(worker_command, env) for _ in range(2)]
+    beat = processes.spawn([sys.executable, "-m", "celery", "-A", "falcon", "beat", "-l", "WARNING"], env)
+    running = [*webs, *workers, beat]
     try:
         for port in ports:
-            wait_for(
-                lambda port=port: _answers(f"http://127.0.0.1:{port}/healthz"), timeout=60, what="gunicorn"
-            )
+            health = f"http://127.0.0.1:{port}/healthz"
+            wait_for(lambda health=health: processes.answers(health), timeout=60, what="gunicorn")
         with RunningPeak(world.tenant_a.pk) as sampler:
 
             def deliver(n: int) -> int:
@@ -142,14 +132,7 @@ def test_a_thousand_webhook_runs_survive_a_killed_worker(world, alice_client, ll
             workers[0].wait(timeout=10)
             wait_for(lambda: ended() == RUNS, timeout=300, what="every run to end")
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        processes.stop(*running)
 
     runs = list(Run.objects.filter(tenant=world.tenant_a).values_list("input", "status", "output", "claims"))
     assert len(runs) == RUNS

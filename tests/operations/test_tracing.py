@@ -4,34 +4,18 @@ LLM call (GenAI conventions) down to the provider's HTTP request and the databas
 
 from __future__ import annotations
 
-import os
 import re
-import signal
-import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
-from django.conf import settings as django_settings
 
+from tests import processes
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import wait_for
 from tests.servers.llm import Reply
 from tests.servers.otlp import OtlpReceiver
 
-ROOT = Path(__file__).resolve().parents[2]
-CELERY_WORKER = [
-    sys.executable,
-    "-m",
-    "celery",
-    "-A",
-    "falcon",
-    "worker",
-    "--pool=threads",
-    "--concurrency=4",
-]
-CELERY_WORKER += ["--loglevel=WARNING", "--without-heartbeat", "--without-gossip", "--without-mingle"]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 AGENT = {
@@ -43,14 +27,6 @@ AGENT = {
 }
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def receiver():
     server = OtlpReceiver()
@@ -59,26 +35,12 @@ def receiver():
 
 
 def _env(llm, receiver) -> dict[str, str]:
-    db = django_settings.DATABASES["default"]
-    return {
-        **os.environ,
+    return processes.environment(
         **llm.provider_env(),
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
-        "OTEL_BSP_SCHEDULE_DELAY": "100",
-        "FALCON_DB_POOL_MAX_SIZE": "4",
-    }
-
-
-def _stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+        OTEL_BSP_SCHEDULE_DELAY="100",
+        FALCON_DB_POOL_MAX_SIZE="4",
+    )
 
 
 def test_one_trace_from_the_request_to_the_provider(world, alice_client, llm, receiver, make_key):
@@ -89,35 +51,14 @@ def test_one_trace_from_the_request_to_the_provider(world, alice_client, llm, re
     agent_id = create_agent(alice_client, AGENT)
     _, token = make_key(world.tenant_a, ["run", "read"])
     env = _env(llm, receiver)
-    port = _free_port()
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "falcon.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            "1",
-            "--threads",
-            "4",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    port = processes.free_port()
+    web = processes.spawn(
+        [sys.executable, "-m", "gunicorn", "falcon.wsgi", "-b", f"127.0.0.1:{port}", "--threads", "4"], env
     )
-    worker = subprocess.Popen(
-        [*CELERY_WORKER],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = processes.spawn(processes.CELERY_WORKER, env)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: _answers(f"{base}/healthz"), timeout=60, what="gunicorn")
+        wait_for(lambda: processes.answers(f"{base}/healthz"), timeout=60, what="gunicorn")
         response = httpx.post(
             f"{base}/api/v1/agents/{agent_id}/runs",
             json={"input": {}, "wait_s": 30},
@@ -138,7 +79,7 @@ def test_one_trace_from_the_request_to_the_provider(world, alice_client, llm, re
 
         wait_for(complete, timeout=30, what="the run's spans")
     finally:
-        _stop(web, worker)
+        processes.stop(web, worker)
 
     spans = receiver.of_trace(trace_id)
     by_id = {s.span_id: s for s in spans}
@@ -188,10 +129,3 @@ def test_one_trace_from_the_request_to_the_provider(world, alice_client, llm, re
     page = alice_client.get(f"/runs/{run['id']}/")
     assert page.status_code == 200
     assert trace_id in page.content.decode()
-
-
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
