@@ -89,6 +89,7 @@ bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.quota
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.run_start
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.dashboard_pages
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.observability_overhead
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.generator_eval
 	env -u DATABASE_URL $(VENV_PY) -m benchmarks.first_look
 
