@@ -157,6 +157,9 @@ def celery_worker(transactional_db: None) -> Any:
     with start_worker(
         app, pool="threads", concurrency=8, perform_ping_check=False, shutdown_timeout=30, loglevel="INFO"
     ) as worker:
+        from tests import logscan
+
+        logscan.attach()  # the worker's start configured logging again
         yield worker
     _close_other_sessions()
 

@@ -17,6 +17,7 @@ import pytest
 
 LOG_FILE = Path(__file__).resolve().parent.parent / "test-artifacts" / "test-session-logs.jsonl"
 created: set[str] = set()
+_handler: logging.Handler | None = None
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -24,12 +25,17 @@ def _session_log_file(django_test_environment: None) -> Any:
     from falcon import logs
     from tenants import services
 
+    global _handler
     LOG_FILE.parent.mkdir(exist_ok=True)
-    handler = logging.FileHandler(LOG_FILE, mode="w", encoding="utf-8")
+    LOG_FILE.write_text("")
+    # Appending: logging set-up run again (Celery's fix-up calls django.setup()) closes every handler,
+    # and a closed handler in "w" mode never writes again; in "a" mode it reopens on the next record.
+    handler = logging.FileHandler(LOG_FILE, mode="a", encoding="utf-8")
     handler.addFilter(logs.ContextFilter())
     handler.setFormatter(logs.JsonFormatter())
     root = logging.getLogger()
     root.addHandler(handler)
+    _handler = handler
 
     seen, generate = logs.secret_seen, services.api_key_generate
 
@@ -49,6 +55,20 @@ def _session_log_file(django_test_environment: None) -> Any:
     logs.secret_seen, services.api_key_generate = seen, generate
     root.removeHandler(handler)
     handler.close()
+    _handler = None
+
+
+def attach() -> None:
+    """Puts the session's file back on the root logger: Celery's Django fix-up runs ``django.setup()``
+    when a test starts an in-process worker, which configures logging again and drops the handlers."""
+    root = logging.getLogger()
+    if _handler is not None and _handler not in root.handlers:
+        root.addHandler(_handler)
+
+
+@pytest.fixture(autouse=True)
+def _session_log_file_attached(_session_log_file: None) -> None:
+    attach()
 
 
 def leaks(text: str, secrets: set[str]) -> list[str]:

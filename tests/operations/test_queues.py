@@ -38,6 +38,9 @@ def test_a_runs_worker_is_not_held_up_by_waiting_notifications(world, alice_clie
         with start_worker(
             app, pool="threads", concurrency=2, perform_ping_check=False, queues=["runs"], loglevel="INFO"
         ):
+            from tests import logscan
+
+            logscan.attach()
             run = alice_client.post(
                 f"/api/v1/agents/{agent_id}/runs", {"input": {"name": "Ada"}, "wait_s": 30}, format="json"
             ).json()
