@@ -6,52 +6,23 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 
 from agents.models import Run, StepRun
 from agents.runs.services import runs_sweep
+from tests import processes
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import wait_for
 from tests.servers.llm import Reply
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _worker(llm) -> subprocess.Popen[str]:
+def _worker(llm) -> subprocess.Popen[bytes]:
     """A real `celery worker` process on the test database, pointed at the loopback provider."""
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        **llm.provider_env(),
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "FALCON_RUN_HEARTBEAT_INTERVAL_S": "1",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "falcon",
-            "worker",
-            "--pool=threads",
-            "--concurrency=4",
-            "--loglevel=WARNING",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    env = processes.environment(**llm.provider_env(), FALCON_RUN_HEARTBEAT_INTERVAL_S="1")
+    return processes.spawn(processes.CELERY_WORKER, env)
 
 
 def test_killed_worker_run_is_finished_by_another_without_repeating_succeeded_steps(

@@ -3,51 +3,29 @@
 from __future__ import annotations
 
 import itertools
-import os
-import signal
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from agents.models import Run
+from tests import processes
 from tests.agents.helpers import create_agent
 from tests.agents.test_runs import wait_for
 from tests.agents.test_triggers import ECHO
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _process(*args: str, tmp_path: Path) -> subprocess.Popen[bytes]:
-    db = django_settings.DATABASES["default"]
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "falcon", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    return processes.spawn([sys.executable, "-m", "celery", "-A", "falcon", *args], processes.environment())
 
 
-def _stop(*processes: subprocess.Popen[bytes]) -> None:
-    for process in processes:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+_stop = processes.stop
 
 
 def test_beat_fires_a_per_second_schedule_and_a_long_downtime_fires_once(

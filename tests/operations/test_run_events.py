@@ -81,15 +81,14 @@ def test_a_run_streams_its_steps_and_output_live(
     assert "running" in [e["data"]["status"] for e in events if e["event"] == "status"]
 
 
-def _finished_run_with_three_steps(world, alice_client) -> tuple[Run, list[StepRun]]:
+def _run(world, alice_client, **fields: Any) -> Run:
     agent_id = create_agent(alice_client, {"steps": [{"id": "t", "type": "transform", "value": "x"}]})
-    run = Run.objects.create(
-        tenant=world.tenant_a,
-        agent_id=agent_id,
-        version_id=AgentVersion.objects.get(agent_id=agent_id).pk,
-        status=Run.Status.SUCCEEDED,
-        output={"ok": True},
-    )
+    version_id = AgentVersion.objects.get(agent_id=agent_id).pk
+    return Run.objects.create(tenant=world.tenant_a, agent_id=agent_id, version_id=version_id, **fields)
+
+
+def _finished_run_with_three_steps(world, alice_client) -> tuple[Run, list[StepRun]]:
+    run = _run(world, alice_client, status=Run.Status.SUCCEEDED, output={"ok": True})
     base = timezone.now() - timedelta(hours=1)
     rows = [
         StepRun.objects.create(
@@ -149,13 +148,7 @@ def test_streams_are_bounded_per_tenant(world, alice_client, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_waiting_stream_holds_no_database_connection(world, alice_client):
-    agent_id = create_agent(alice_client, {"steps": [{"id": "t", "type": "transform", "value": "x"}]})
-    run = Run.objects.create(
-        tenant=world.tenant_a,
-        agent_id=agent_id,
-        version_id=AgentVersion.objects.get(agent_id=agent_id).pk,
-        status=Run.Status.QUEUED,
-    )
+    run = _run(world, alice_client, status=Run.Status.QUEUED)
     response = alice_client.get(f"/api/v1/runs/{run.pk}/events")
     chunks = iter(response.streaming_content)
     assert next(chunks).startswith(b"retry:")
