@@ -399,6 +399,7 @@ FALCON_EVENT_STREAMS_PER_TENANT = env_int("FALCON_EVENT_STREAMS_PER_TENANT", 4, 
 FALCON_EVENT_STREAM_MAX_S = env_int("FALCON_EVENT_STREAM_MAX_S", 60, minimum=1)
 # The OpenAI-compatible endpoint waits this long for a run (then 504 with the run id to follow).
 FALCON_OPENAI_WAIT_S = env_int("FALCON_OPENAI_WAIT_S", 60, minimum=1)
+FALCON_MCP_WAIT_S = env_int("FALCON_MCP_WAIT_S", 300, minimum=1)
 # A worker told to stop hands its runs back at their next step, or after this long at the latest.
 FALCON_WORKER_GRACE_S = env_int("FALCON_WORKER_GRACE_S", 25, minimum=0)
 FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, minimum=1)

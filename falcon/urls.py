@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from agents.ecosystem import openai_api
+from agents.ecosystem import mcp_server, openai_api
 from agents.triggers.webhooks import email_receive_http, webhook_receive
 from billing.webhooks import stripe_webhook
 from dashboard import views as dashboard_views
@@ -33,6 +33,7 @@ urlpatterns = [
     path("api/v1/", include("billing.api.urls")),
     path("api/openai/v1/models", openai_api.ModelsView.as_view(), name="openai-models"),
     path("api/openai/v1/chat/completions", openai_api.ChatCompletionsView.as_view(), name="openai-chat"),
+    path("api/mcp", mcp_server.mcp_view, name="mcp"),
     path("billing/stripe/webhook", stripe_webhook, name="stripe-webhook"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/schema/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="schema-docs"),

@@ -29,6 +29,7 @@ class Run(models.Model):
         WEBHOOK = "webhook", "Webhook"
         SCHEDULE = "schedule", "Schedule"
         EMAIL = "email", "E-mail"
+        MCP = "mcp", "MCP"
 
     FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
 

@@ -17,9 +17,14 @@ SANDBOX_ECHO: dict[str, Any] = {
 
 
 def create_agent(
-    client: APIClient, definition: dict[str, Any], name: str = "greeter", publish: bool = True
+    client: APIClient,
+    definition: dict[str, Any],
+    name: str = "greeter",
+    publish: bool = True,
+    description: str = "",
 ) -> str:
-    response = client.post("/api/v1/agents/", {"name": name, "definition": definition}, format="json")
+    body = {"name": name, "definition": definition} | ({"description": description} if description else {})
+    response = client.post("/api/v1/agents/", body, format="json")
     assert response.status_code == 201, response.json()
     agent_id = response.json()["id"]
     if publish:
