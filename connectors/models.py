@@ -44,6 +44,12 @@ class Connector(models.Model):
     updated_at = models.DateTimeField(default=timezone.now)
     last_tested_at = models.DateTimeField(null=True, blank=True)
     last_test_ok = models.BooleanField(null=True, blank=True)
+    catalogue = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the remote system offers, as last seen (an MCP server's tools).",
+    )
+    catalogue_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

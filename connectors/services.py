@@ -51,15 +51,16 @@ def _store_secrets(connector: Connector, secrets: dict[str, str | None]) -> None
 
 
 def _destination_problems(tenant_id: Any, kind: str, config: dict[str, Any]) -> dict[str, list[str]]:
-    """A tenant-supplied LLM base URL is checked against the tenant's network policy on save (and
-    again on every call, by the LLM gateway)."""
-    base_url = config.get("base_url")
-    if kind not in LLM_PROVIDER_KINDS or not base_url:
+    """A tenant-supplied LLM base URL or MCP server URL is checked against the tenant's network policy
+    on save (and again on every call)."""
+    field = KINDS[kind].destination_field
+    destination = config.get(field) if field else None
+    if not destination:
         return {}
     try:
-        network_policy(tenant_id).check_url(str(base_url))
+        network_policy(tenant_id).check_url(str(destination))
     except Blocked as exc:
-        return {"config.base_url": [str(exc)]}
+        return {f"config.{field}": [str(exc)]}
     return {}
 
 
@@ -297,6 +298,9 @@ def connector_test(*, connector: Connector, actor: Actor) -> dict[str, Any]:
     try:
         outcome = KINDS[connector.kind].test(resolved)
         result = {"ok": bool(outcome.get("ok")), "detail": outcome.get("detail", "")}
+        if isinstance(outcome.get("catalogue"), dict):
+            _catalogue_store(connector, outcome["catalogue"])
+            result["catalogue"] = outcome["catalogue"]
         if outcome.get("warnings"):
             result["warnings"] = [str(w) for w in outcome["warnings"]]
     except ConnectorError as exc:
@@ -315,3 +319,26 @@ def connector_test(*, connector: Connector, actor: Actor) -> dict[str, Any]:
         after={"ok": result["ok"], "code": result.get("code", "")},
     )
     return result
+
+
+def _catalogue_store(connector: Connector, catalogue: dict[str, Any]) -> None:
+    connector.catalogue, connector.catalogue_at = catalogue, timezone.now()
+    Connector.objects.filter(pk=connector.pk).update(
+        catalogue=connector.catalogue, catalogue_at=connector.catalogue_at
+    )
+
+
+def connector_discover(connector: Connector) -> dict[str, Any] | None:
+    """Asks the remote system what it offers (an MCP server's tools) and keeps it as the connector's
+    catalogue; a failure is kept too (``{"error", "code"}``), so the page and the API can say why.
+    Called after a save, outside its transaction: the remote system may take seconds."""
+    kind = KINDS[connector.kind]
+    resolved = connector_resolve(connector)
+    try:
+        catalogue = kind.discover(resolved)
+        if catalogue is None:
+            return None
+    except ConnectorError as exc:
+        catalogue = {"error": public_error(exc.message, resolved.secret_values()), "code": exc.code}
+    _catalogue_store(connector, catalogue)
+    return catalogue

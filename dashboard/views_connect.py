@@ -140,6 +140,7 @@ def connector_new_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse
                 tenant=ctx.tenant, name=name, kind=kind, config=config, secrets=secrets, actor=ctx.actor,
                 created_by=ctx.user,
             )  # fmt: skip
+            connector_services.connector_discover(connector)
             messages.success(
                 request, f"Connector {connector.name!r} saved. Its secrets are stored encrypted."
             )
@@ -187,6 +188,7 @@ def connector_page(request: HttpRequest, ctx: TenantContext, connector_id: Any) 
                     connector=connector, actor=ctx.actor, name=request.POST.get("name", connector.name)[:64],
                     config=config, secrets=secrets,
                 )  # fmt: skip
+                connector_services.connector_discover(connector)
                 messages.success(request, "Saved.")
                 return redirect("dashboard-connector", connector_id=connector.pk)
         except FalconError as exc:

@@ -146,7 +146,9 @@ def _call(
     refused = run_events.limits.acquire(ctx.tenant.pk)
     if refused is not None:
         whose = "this organization has" if refused == "tenant" else "this server has"
-        return _text_result(f"Too many calls in progress: {whose} as many as allowed; retry shortly.", error=True)
+        return _text_result(
+            f"Too many calls in progress: {whose} as many as allowed; retry shortly.", error=True
+        )
     try:
         try:
             run, _ = run_services.run_start(
@@ -240,7 +242,9 @@ def _server() -> Server[Any]:
     return Server(
         "falcon",
         title="Falcon agents",
-        instructions="Each tool runs one of your organization's published Falcon agents and returns its output.",
+        instructions=(
+            "Each tool runs one of your organization's published Falcon agents and returns its output."
+        ),
         on_list_tools=_on_list_tools,
         on_call_tool=_on_call_tool,
     )
@@ -263,7 +267,9 @@ bridge = AsgiBridge("falcon-mcp", _serve, first_byte_timeout=lambda: settings.FA
 
 
 def _jsonrpc_error(status: int, message: str, code: int = types.INVALID_REQUEST) -> Response:
-    return Response({"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status=status)
+    return Response(
+        {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}, status=status
+    )
 
 
 @extend_schema(exclude=True)

@@ -29,12 +29,16 @@ from agents.engine.spec import (
     HttpStep,
     LlmStep,
     MapStep,
+    McpStep,
+    McpTool,
     PromptRef,
     RetryPolicy,
     SendStep,
     TransformStep,
     WaitStep,
     WorkflowSpec,
+    mcp_function_name,
+    mcp_tool_parameters,
     provider_of,
     tool_parameters,
 )
@@ -255,7 +259,8 @@ class Runner:
             return self._with_models(step, key, scope, self._llm_attempt)
         if isinstance(step, AgentStep):
             return self._with_models(step, key, scope, self._agent_attempt)
-        policy = step.retry or (SIDE_EFFECT_RETRY if isinstance(step, HttpStep | DbQueryStep) else PURE_RETRY)
+        side_effect = isinstance(step, HttpStep | DbQueryStep | McpStep)
+        policy = step.retry or (SIDE_EFFECT_RETRY if side_effect else PURE_RETRY)
         attempt = 0
         while True:
             attempt += 1
@@ -335,6 +340,13 @@ class Runner:
                     "timeout_s": self._timeout(step),
                 }
                 return operation, self.hooks.call_connector("db_query", step.connector, operation)
+            if isinstance(step, McpStep):
+                operation = {
+                    "tool": step.tool,
+                    "arguments": templates.render(step.arguments, context),
+                    "timeout_s": self._timeout(step),
+                }
+                return operation, self.hooks.call_connector("mcp", step.connector, operation)
             if isinstance(step, SendStep):
                 # A message is sent once unless the author asks for retries (a resend is a duplicate).
                 message = {
@@ -657,6 +669,7 @@ class Runner:
         messages = self._messages(step, scope)
         tools = [self._tool_schema(tool) for tool in step.tools]
         by_name = {schema["function"]["name"]: tool for schema, tool in zip(tools, step.tools, strict=True)}
+        declared = {schema["function"]["name"]: schema["function"]["parameters"] for schema in tools}
         started = now()
         totals = [0, 0, 0.0]
         for iteration in range(1, step.max_iterations + 1):
@@ -738,7 +751,9 @@ class Runner:
                 )
                 raise StepFailed(key, failure)
             for call in result.tool_calls:
-                messages.append(self._tool_call(step, key, attempt, iteration, call, by_name))
+                messages.append(
+                    self._tool_call(step, key, attempt, iteration, call, by_name, declared, scope.context)
+                )
         failure = StepFailure(
             f"the agent did not answer within {step.max_iterations} iterations", code="max_iterations"
         )
@@ -749,6 +764,15 @@ class Runner:
             name = re.sub(r"[^A-Za-z0-9_-]", "_", tool.agent)[:64]
             parameters = self.hooks.agent_input_schema(tool.agent)
             description = tool.description or f"Runs the agent {tool.agent!r} with the given input."
+        elif tool.type == "mcp":
+            offered = self.hooks.mcp_tool(tool.connector, tool.tool)
+            name = mcp_function_name(tool)
+            parameters = mcp_tool_parameters(tool, offered.get("input_schema") or {})
+            description = (
+                tool.description
+                or offered.get("description")
+                or f"Calls {tool.tool!r} on the MCP server {tool.connector!r}."
+            )
         else:
             name = tool.name
             parameters = tool_parameters(tool)
@@ -759,7 +783,15 @@ class Runner:
         }
 
     def _tool_call(
-        self, step: AgentStep, key: str, attempt: int, iteration: int, call: Any, by_name: dict[str, Any]
+        self,
+        step: AgentStep,
+        key: str,
+        attempt: int,
+        iteration: int,
+        call: Any,
+        by_name: dict[str, Any],
+        declared: dict[str, dict[str, Any]],
+        context: dict[str, Any],
     ) -> dict[str, Any]:
         started = now()
         tool = by_name.get(call.name)
@@ -780,6 +812,10 @@ class Runner:
                 if self.depth + 1 > MAX_AGENT_DEPTH:
                     raise StepFailure("agents may call agents at most 3 levels deep", code="agent_depth")
                 result = self.hooks.run_agent(tool.agent, call.arguments, self.depth + 1)
+            elif tool.type == "mcp":
+                arguments = _mcp_arguments(tool, call.arguments, declared[call.name], context)
+                operation = {"tool": tool.tool, "arguments": arguments, "timeout_s": self._timeout(step)}
+                result = self.hooks.call_connector("mcp", tool.connector, operation)
             else:
                 operation = {**_tool_operation(tool, call.arguments), "timeout_s": self._timeout(step)}
                 result = self.hooks.call_connector(tool.type, tool.connector, operation)
@@ -813,6 +849,26 @@ def _tool_operation(tool: ConnectorTool, arguments: dict[str, Any]) -> dict[str,
             raise StepFailure(f"tool {tool.name!r}: {exc}", code=exc.code) from exc
         return dict(operation)
     return {**arguments, **tool.operation}  # the declared parameters never include a fixed field
+
+
+def _mcp_arguments(
+    tool: McpTool, arguments: dict[str, Any], declared: dict[str, Any], context: dict[str, Any]
+) -> dict[str, Any]:
+    """The model's arguments, checked against what the tool declares (never a fixed one), with the
+    author's fixed arguments (rendered) on top."""
+    try:
+        jsonschema.validate(arguments, declared)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "arguments"
+        raise StepFailure(
+            f"tool {tool.tool!r}: {where}: {exc.message} (fill only the declared parameters)",
+            code="invalid_tool_arguments",
+        ) from exc
+    try:
+        fixed = templates.render(tool.arguments, context)
+    except templates.TemplateError as exc:
+        raise StepFailure(f"tool {tool.tool!r}: {exc}", code=exc.code) from exc
+    return {**arguments, **fixed}
 
 
 def _structured(text: str, schema: dict[str, Any]) -> tuple[str | None, Any]:

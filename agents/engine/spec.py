@@ -91,6 +91,42 @@ class ConnectorTool(_Strict):
     )
 
 
+class McpTool(_Strict):
+    """A tool of an MCP server connector offered to the model. The author names the server's tool (the
+    operation) and may fix some of its arguments; the model fills only the other arguments the server's
+    input schema declares."""
+
+    type: Literal["mcp"]
+    connector: str
+    tool: str = Field(min_length=1, max_length=128, description="The server's tool name.")
+    name: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_-]{1,64}$", description="The name the model sees; default: the tool's."
+    )
+    description: str = Field("", description="Default: the server's description of the tool.")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Arguments the author fixes (templates inside); the model cannot set them.",
+    )
+
+
+def mcp_function_name(tool: McpTool) -> str:
+    return tool.name or re.sub(r"[^A-Za-z0-9_-]", "_", tool.tool)[:64]
+
+
+def mcp_tool_parameters(tool: McpTool, server_schema: dict[str, Any]) -> dict[str, Any]:
+    """The server's input schema without the arguments the author fixed; nothing undeclared accepted."""
+    schema = dict(server_schema) if isinstance(server_schema, dict) else {}
+    fixed = set(tool.arguments)
+    properties = {k: v for k, v in (schema.get("properties") or {}).items() if k not in fixed}
+    required = [r for r in schema.get("required") or [] if r not in fixed]
+    schema.update(type="object", properties=properties, additionalProperties=False)
+    if required:
+        schema["required"] = required
+    else:
+        schema.pop("required", None)
+    return schema
+
+
 SEND_FIELDS = ("to", "subject", "body", "text", "blocks")
 
 
@@ -117,7 +153,7 @@ class AgentStep(_StepBase):
     model: str
     system: str | None = None
     prompt: str | PromptRef
-    tools: list[Annotated[AgentTool | ConnectorTool, Field(discriminator="type")]] = Field(
+    tools: list[Annotated[AgentTool | ConnectorTool | McpTool, Field(discriminator="type")]] = Field(
         default_factory=list
     )
     max_iterations: int = Field(8, ge=1, le=50)
@@ -156,6 +192,18 @@ class SendStep(_StepBase):
     text: str | None = Field(None, description="The chat message (template).")
 
 
+class McpStep(_StepBase):
+    """One call of a tool of an MCP server connector; its output is the tool's structured content, or
+    its text (parsed when it is JSON). A tool that reports an error fails the step."""
+
+    type: Literal["mcp"]
+    connector: str
+    tool: str = Field(min_length=1, max_length=128, description="The server's tool name.")
+    arguments: dict[str, Any] = Field(
+        default_factory=dict, description="The tool's arguments (templates inside)."
+    )
+
+
 class TransformStep(_StepBase):
     type: Literal["transform"]
     value: Any = Field(None, description="A template string, or a mapping/list whose strings are templates.")
@@ -189,7 +237,16 @@ class WaitStep(_StepBase):
 
 
 Step = Annotated[
-    LlmStep | AgentStep | HttpStep | DbQueryStep | SendStep | TransformStep | BranchStep | MapStep | WaitStep,
+    LlmStep
+    | AgentStep
+    | HttpStep
+    | DbQueryStep
+    | SendStep
+    | McpStep
+    | TransformStep
+    | BranchStep
+    | MapStep
+    | WaitStep,
     Field(discriminator="type"),
 ]
 MapStep.model_rebuild()

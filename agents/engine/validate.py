@@ -14,10 +14,12 @@ from agents.engine.graph import scope_deps
 from agents.engine.spec import (
     AgentStep,
     BranchStep,
+    ConnectorTool,
     DbQueryStep,
     HttpStep,
     LlmStep,
     MapStep,
+    McpStep,
     PromptRef,
     SendStep,
     Step,
@@ -26,7 +28,7 @@ from agents.engine.spec import (
     WorkflowSpec,
 )
 
-STEP_TYPES = ("llm", "agent", "http", "db_query", "send", "transform", "branch", "map", "wait")
+STEP_TYPES = ("llm", "agent", "http", "db_query", "send", "mcp", "transform", "branch", "map", "wait")
 Check = Callable[[str], str | None]
 
 
@@ -52,7 +54,7 @@ def _path(loc: Sequence[int | str]) -> str:
             continue
         if (
             index > 0
-            and part in {"AgentTool", "ConnectorTool", "agent", "http", "db_query"}
+            and part in {"AgentTool", "ConnectorTool", "McpTool", "agent", "http", "db_query", "send", "mcp"}
             and isinstance(parts[index - 1], int)
         ):
             continue
@@ -158,6 +160,8 @@ def _templates_of(step: Any) -> list[tuple[str, Any, bool]]:
         fields.append(("params", step.params, False))
     elif isinstance(step, SendStep):
         fields += [(name, getattr(step, name), False) for name in ("to", "subject", "body", "text")]
+    elif isinstance(step, McpStep):
+        fields.append(("arguments", step.arguments, False))
     elif isinstance(step, BranchStep):
         fields += [(f"cases[{i}].when", case.when, True) for i, case in enumerate(step.cases)]
     elif isinstance(step, MapStep):
@@ -264,7 +268,9 @@ def _check_externals(step: Any, here: str, problems: list[Problem], checks: dict
     ):
         problems.append(Problem(f"{here}.prompt", error, "unknown_prompt"))
     connector = (
-        step.connector if isinstance(step, LlmStep | AgentStep | HttpStep | DbQueryStep | SendStep) else None
+        step.connector
+        if isinstance(step, LlmStep | AgentStep | HttpStep | DbQueryStep | SendStep | McpStep)
+        else None
     )
     if connector and connector_check and (error := connector_check(connector)):
         problems.append(Problem(f"{here}.connector", error, "unknown_connector"))
@@ -274,7 +280,7 @@ def _check_externals(step: Any, here: str, problems: list[Problem], checks: dict
                 problems.append(Problem(f"{here}.tools[{i}].agent", error, "unknown_agent"))
             if tool.type != "agent" and connector_check and (error := connector_check(tool.connector)):
                 problems.append(Problem(f"{here}.tools[{i}].connector", error, "unknown_connector"))
-            if tool.type != "agent" and tool.parameters is not None:
+            if isinstance(tool, ConnectorTool) and tool.parameters is not None:
                 problems += _tool_parameter_problems(tool.parameters, f"{here}.tools[{i}].parameters")
 
 

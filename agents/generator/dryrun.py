@@ -83,7 +83,12 @@ class DryRunHooks:
             return {"status": 200, "headers": {}, "json": {"simulated": True}, "simulated": True}
         if step_type == "db_query":
             return {"rows": [], "row_count": 0, "simulated": True}
+        if step_type == "mcp":
+            return {"simulated": True, "would_call": operation}
         return {"simulated": True, "would_send": operation}
+
+    def mcp_tool(self, connector: str, tool: str) -> dict[str, Any]:
+        return {"name": tool, "description": "", "input_schema": {"type": "object"}}
 
     def sleep(self, seconds: float) -> None:
         return None

@@ -502,6 +502,21 @@ class DatabaseHooks:
         schema = spec_for_version(agent.published_version.pk, agent.published_version.definition).inputs
         return schema if schema.get("type") == "object" else {"type": "object"}
 
+    def mcp_tool(self, connector: str, tool: str) -> dict[str, Any]:
+        """From the connector's catalogue (listed on save and by its test); asked of the server when the
+        catalogue does not have the tool (it may have been added since)."""
+        found = connector_find(tenant_id=self.run.tenant_id, name=connector)
+        if found is None or found.kind != "mcp":
+            raise StepFailure(f"no MCP server connector named {connector!r}", code="unknown_connector")
+        offered = (found.catalogue or {}).get("tools") or []
+        match = next((t for t in offered if isinstance(t, dict) and t.get("name") == tool), None)
+        if match is None:
+            listed = self.call_connector("mcp", connector, {"list_tools": True})
+            match = next((t for t in listed if t.get("name") == tool), None)
+        if match is None:
+            raise StepFailure(f"the MCP server {connector!r} offers no tool {tool!r}", code="unknown_tool")
+        return dict(match)
+
     def call_connector(self, step_type: str, connector: str, operation: dict[str, Any]) -> Any:
         found = connector_find(tenant_id=self.run.tenant_id, name=connector)
         if found is None:

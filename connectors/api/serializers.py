@@ -25,6 +25,8 @@ class ConnectorSerializer(serializers.ModelSerializer):
             "updated_at",
             "last_tested_at",
             "last_test_ok",
+            "catalogue",
+            "catalogue_at",
         ]
         read_only_fields = fields
 

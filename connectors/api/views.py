@@ -55,6 +55,7 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         connector = services.connector_create(
             tenant=self.ctx.tenant, actor=self.ctx.actor, created_by=self.ctx.user, **body.validated_data
         )
+        services.connector_discover(connector)
         return Response(ConnectorSerializer(connector).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=ConnectorUpdateSerializer, responses=ConnectorSerializer)
@@ -65,6 +66,7 @@ class ConnectorViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, TenantS
         connector = services.connector_update(
             connector=connector, actor=self.ctx.actor, **body.validated_data
         )
+        services.connector_discover(connector)
         return Response(ConnectorSerializer(connector).data)
 
     def destroy(self, request: Request, pk: str) -> Response:

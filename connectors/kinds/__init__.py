@@ -5,6 +5,7 @@ from __future__ import annotations
 from connectors.kinds.base import Field, Kind, Resolved
 from connectors.kinds.http import HttpKind
 from connectors.kinds.llm_providers import AnthropicKind, GeminiKind, LlmProviderKind, OllamaKind, OpenAiKind
+from connectors.kinds.mcp import McpKind
 from connectors.kinds.messaging import SlackWebhookKind, SmtpKind
 from connectors.kinds.mysql import MySqlKind
 from connectors.kinds.postgres import PostgresKind
@@ -21,6 +22,7 @@ KINDS: dict[str, type[Kind]] = {
         AnthropicKind,
         GeminiKind,
         OllamaKind,
+        McpKind,
     )
 }
 LLM_PROVIDERS: dict[str, type[LlmProviderKind]] = {

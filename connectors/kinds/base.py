@@ -51,6 +51,8 @@ class Kind:
     label: ClassVar[str]
     fields: ClassVar[tuple[Field, ...]]
     step_types: ClassVar[tuple[str, ...]] = ()  # engine step/tool types this kind serves
+    # A config field naming where calls go, checked against the tenant's network policy on save too.
+    destination_field: ClassVar[str | None] = None
 
     @classmethod
     def schema(cls) -> dict[str, Any]:
@@ -103,6 +105,12 @@ class Kind:
     @classmethod
     def test(cls, connector: Resolved) -> dict[str, Any]:
         raise NotImplementedError
+
+    @classmethod
+    def discover(cls, connector: Resolved) -> dict[str, Any] | None:
+        """What the remote system offers (kept as the connector's catalogue), or None for kinds that
+        have nothing to list."""
+        return None
 
     @classmethod
     def call(cls, connector: Resolved, step_type: str, operation: dict[str, Any]) -> Any:

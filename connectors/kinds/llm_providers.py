@@ -13,6 +13,7 @@ class LlmProviderKind(Kind):
     """What the four LLM provider kinds share: a key (or a base URL), allowed models, a default flag."""
 
     step_types = ("llm", "agent")
+    destination_field = "base_url"
     fields: ClassVar[tuple[Field, ...]] = (
         Field("api_key", secret=True, required=True),
         Field("base_url", description="Optional: a proxy or compatible endpoint."),

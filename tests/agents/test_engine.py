@@ -56,6 +56,9 @@ class FakeHooks:
     def resolve_prompt(self, ref: Any, step_id: str) -> ResolvedPrompt:
         return ResolvedPrompt(template="library: {{ topic }}", input_variables=("topic",))
 
+    def mcp_tool(self, connector: str, tool: str) -> dict[str, Any]:
+        return {"name": tool, "description": "", "input_schema": {"type": "object"}}
+
     def call_connector(self, step_type: str, connector: str, operation: dict[str, Any]) -> Any:
         reply = self.connector_replies.pop(0)
         if isinstance(reply, Exception):

@@ -46,7 +46,7 @@ FAILING = {
 def _session(url: str, token: str | None, mode: str = "auto") -> Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     http = httpx2.AsyncClient(headers=headers, timeout=60)
-    return Client(streamable_http_client(url, http_client=http), mode=mode)  # type: ignore[arg-type]
+    return Client(streamable_http_client(url, http_client=http), mode=mode)
 
 
 def _run(coro: Any) -> Any:
@@ -98,7 +98,9 @@ def test_tools_call_runs_the_agent_through_the_run_path(
         async with _session(mcp_url, runner_token, mode) as client:
             await client.list_tools()
             return await client.call_tool(
-                "Summarise_text", {"text": "hello mcp"}, progress_callback=on_progress
+                "Summarise_text",
+                {"text": "hello mcp"},
+                progress_callback=on_progress,  # type: ignore[arg-type]
             )
 
     result = anyio.run(scenario)
@@ -114,7 +116,9 @@ def test_tools_call_runs_the_agent_through_the_run_path(
     assert run.actor_type == "api_key"
 
 
-def test_a_text_output_is_wrapped_for_structured_content(world, alice_client, celery_worker, mcp_url, runner_token):
+def test_a_text_output_is_wrapped_for_structured_content(
+    world, alice_client, celery_worker, mcp_url, runner_token
+):
     create_agent(alice_client, SHOUT, name="shout")
 
     async def scenario() -> Any:
