@@ -14,10 +14,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("falcon", "tenants", "connectors", "billing", "agents", "dashboard")
 NETWORK_MODULES = {"httpx", "requests", "urllib", "socket", "smtplib", "psycopg", "pymysql", "litellm"}
-NETWORK_MODULES |= {"stripe", "aiohttp", "http"}
+NETWORK_MODULES |= {"stripe", "aiohttp", "http", "httpx2"}
 OPENERS = {"Client", "AsyncClient", "request", "get", "post", "put", "patch", "delete", "stream", "urlopen"}
 OPENERS |= {"create_connection", "socket", "SMTP", "SMTP_SSL", "connect", "completion", "acompletion"}
-OPENERS |= {"HTTPConnection", "HTTPSConnection", "ClientSession"}
+OPENERS |= {"HTTPConnection", "HTTPSConnection", "ClientSession", "AsyncHTTPTransport"}
 
 # (file, function) -> how it is bounded. "policy": the function resolves through the tenant's policy.
 CALL_SITES = {
@@ -32,6 +32,10 @@ CALL_SITES = {
     ("falcon/pgnotify.py", "_listen"): "the platform's own database (DATABASES): LISTEN for run changes",
     ("falcon/beat.py", "acquire"): "the platform's own database (DATABASES): the one-beat advisory lock",
     ("connectors/netguard.py", "_is_this_machine"): "binds a probe socket to ask if an address is local",
+    # MCP servers (the SDK's client over httpx2): the transport resolves each request through the policy.
+    ("connectors/kinds/mcp.py", "_session"): "policy",
+    ("connectors/kinds/mcp.py", "scenario"): "policy",
+    ("connectors/kinds/mcp.py", "__init__"): "policy",
 }
 PLATFORM_MODULES = {
     "billing/stripe_gateway.py": "Stripe at the operator's STRIPE_API_BASE: the platform's own account",

@@ -133,10 +133,10 @@ class McpKind(Kind):
         if secret:
             headers[str(connector.config.get("auth_header") or "Authorization")] = secret
 
-        guarded = _GuardedTransport(connector.policy)
+        policy_transport = _GuardedTransport(connector.policy)
 
         async def scenario() -> T:
-            http = httpx2.AsyncClient(headers=headers, timeout=timeout_s, transport=guarded)
+            http = httpx2.AsyncClient(headers=headers, timeout=timeout_s, transport=policy_transport)
             async with http:
                 transport = streamable_http_client(str(connector.config["url"]), http_client=http)
                 async with Client(transport, read_timeout_seconds=timeout_s) as client:
@@ -152,7 +152,7 @@ class McpKind(Kind):
                 raise exc from None
             if isinstance(exc, _Refused):
                 raise ConnectorError(str(exc), code="destination_blocked") from None
-            status = guarded.refused_status
+            status = policy_transport.refused_status
             if isinstance(exc, MCPError) and status is not None:
                 why = {401: "refused the credentials", 403: "refused access", 404: "has no such endpoint"}
                 raise ConnectorError(
