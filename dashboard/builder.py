@@ -555,6 +555,7 @@ def new_step(step_type: str, taken: set[str], model: str) -> dict[str, Any]:
         "http": {"connector": "", "method": "GET", "path": "/"},
         "db_query": {"connector": "", "sql": "SELECT 1"},
         "send": {"connector": "", "text": ""},
+        "mcp": {"connector": "", "tool": "", "arguments": {}},
         "branch": {"cases": [{"when": "true", "steps": []}], "default": []},
         "map": {
             "items": "input.items",

@@ -43,6 +43,7 @@ CONNECTOR_KINDS = {
     "http": ("http",),
     "db_query": ("postgres", "mysql"),
     "send": ("smtp", "slack_webhook"),
+    "mcp": ("mcp",),
 }
 
 

@@ -132,11 +132,12 @@ def test_a_text_output_is_wrapped_for_structured_content(
 
 
 def test_failures_are_tool_errors_naming_the_run(
-    world, alice_client, celery_worker, llm, mcp_url, runner_token
+    world, alice_client, charlie_client, celery_worker, llm, mcp_url, runner_token
 ):
     llm.enqueue(Reply(status=400))
     create_agent(alice_client, FAILING, name="broken")
     create_agent(alice_client, SHOUT, name="shout")
+    outsider = create_agent(charlie_client, SHOUT, name="outsider")
 
     async def scenario() -> Any:
         async with _session(mcp_url, runner_token) as client:
@@ -145,9 +146,13 @@ def test_failures_are_tool_errors_naming_the_run(
             invalid = await client.call_tool("shout", {"word": 42})
             with pytest.raises(MCPError) as unknown:
                 await client.call_tool("nobody", {})
-            return failed, invalid, unknown.value
+            with pytest.raises(MCPError) as walled:  # another tenant's agent, by id: unknown too
+                await client.call_tool(outsider, {"word": "hi"})
+            return failed, invalid, unknown.value, walled.value
 
-    failed, invalid, unknown = anyio.run(scenario)
+    failed, invalid, unknown, walled = anyio.run(scenario)
+    assert walled.code == -32602
+    assert not Run.objects.filter(agent_id=outsider).exists()
     run = Run.objects.get(agent__name="broken")
     assert failed.is_error
     assert str(run.pk) in failed.content[0].text
