@@ -2,6 +2,7 @@
 
 from django.urls import path
 
+from agents.ecosystem.bundles_api import AgentBundleViewSet
 from agents.generator.api import AgentGeneratorViewSet, GenerationViewSet
 from agents.notifications.api import NotificationChannelViewSet, NotificationViewSet
 from agents.prompts.api import PromptViewSet
@@ -13,6 +14,7 @@ from falcon.api import OptionalSlashRouter
 router = OptionalSlashRouter()
 # Before AgentViewSet: /agents/generate would otherwise read as the agent "generate".
 router.register("agents", AgentGeneratorViewSet, basename="agent-generator")
+router.register("agents", AgentBundleViewSet, basename="agent-bundle")  # /agents/import, /agents/{id}/export
 router.register("agents", AgentViewSet, basename="agent")
 router.register("agents", AgentRunViewSet, basename="agent-run")
 router.register("runs", RunViewSet, basename="run")

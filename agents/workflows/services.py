@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -27,15 +28,30 @@ from tenants.object_access import member_allows
 from tenants.permissions import Action
 
 
-def definition_validate(*, tenant: Tenant, definition: Any, member: Membership | None = None) -> WorkflowSpec:
+@dataclass(frozen=True)
+class Pending:
+    """Names a workflow may mention before they exist in the tenant (an imported agent's connectors
+    and agent tools, reported as to be filled in): such a version is stored, not published, and
+    publishing it checks them again."""
+
+    connectors: frozenset[str] = frozenset()
+    agents: frozenset[str] = frozenset()
+
+
+def definition_validate(
+    *, tenant: Tenant, definition: Any, member: Membership | None = None, pending: Pending | None = None
+) -> WorkflowSpec:
     """The parsed spec, or ``WorkflowInvalid`` listing every problem with its path.
 
     With the ``member`` who saves it, per-object rights apply to what the workflow names: an agent tool
     needs the run right on that agent, a library prompt the view right (one hidden from the member is
     as unknown as a missing one), so a workflow cannot reach what its author may not.
     """
+    pending = pending or Pending()
 
     def agent_check(name: str) -> str | None:
+        if name.lower() in pending.agents:
+            return None
         agent = Agent.objects.filter(tenant=tenant, name__iexact=name, archived_at__isnull=True).first()
         if agent is None or (member is not None and not member_allows(member, Action.AGENTS_READ, agent)):
             return f"no agent named {name!r}"
@@ -46,6 +62,8 @@ def definition_validate(*, tenant: Tenant, definition: Any, member: Membership |
         return None
 
     def connector_check(name: str) -> str | None:
+        if name in pending.connectors:
+            return None
         return None if connector_exists(tenant_id=tenant.pk, name=name) else f"no connector named {name!r}"
 
     def prompt_check(name: str) -> str | None:
@@ -173,9 +191,10 @@ def version_create(
     actor: Actor,
     created_by: User | None,
     member: Membership | None = None,
+    pending: Pending | None = None,
 ) -> AgentVersion:
     """A new immutable version numbered after the last one; invalid definitions are never stored."""
-    definition_validate(tenant=agent.tenant, definition=definition, member=member)
+    definition_validate(tenant=agent.tenant, definition=definition, member=member, pending=pending)
     quota_over_limit_check(agent.tenant_id, Metric.AGENTS)
     locked = Agent.objects.select_for_update().get(pk=agent.pk)  # serialises version numbering
     if locked.archived_at:
@@ -202,8 +221,12 @@ def version_create(
 
 @transaction.atomic
 def version_publish(*, version: AgentVersion, actor: Actor) -> AgentVersion:
-    """Makes ``version`` the one runs and triggers use; publishing an older one is a rollback."""
+    """Makes ``version`` the one runs and triggers use; publishing an older one is a rollback.
+
+    The version is checked again against what the tenant has now (its connectors, agents, prompts and
+    models may have changed since it was saved; an imported version may name some still missing)."""
     quota_over_limit_check(version.tenant_id, Metric.AGENTS)
+    definition_validate(tenant=version.agent.tenant, definition=version.definition)
     agent = (
         Agent.objects.select_for_update(of=("self",))
         .select_related("published_version")
