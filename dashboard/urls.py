@@ -1,12 +1,21 @@
 from django.urls import path
 
-from dashboard import views, views_build, views_connect, views_generate, views_org, views_prompts
+from dashboard import (
+    views,
+    views_build,
+    views_bundles,
+    views_connect,
+    views_generate,
+    views_org,
+    views_prompts,
+)
 
 urlpatterns = [
     path("", views.overview_page, name="dashboard-overview"),
     path("agents/", views.agents_page, name="dashboard-agents"),
     path("agents/templates/", views_build.gallery_page, name="dashboard-gallery"),
     path("agents/new/", views_build.new_agent_page, name="dashboard-agent-new"),
+    path("agents/import/", views_bundles.agent_import_page, name="dashboard-agent-import"),
     path("agents/describe/", views_generate.describe_page, name="dashboard-describe"),
     path("generations/<uuid:generation_id>/", views_generate.generation_page, name="dashboard-generation"),
     path(
@@ -17,6 +26,7 @@ urlpatterns = [
     path("agents/<uuid:agent_id>/refine", views_generate.agent_refine, name="dashboard-agent-refine"),
     path("agents/<uuid:agent_id>/", views.agent_page, name="dashboard-agent"),
     path("agents/<uuid:agent_id>/build/", views_build.builder_page, name="dashboard-agent-build"),
+    path("agents/<uuid:agent_id>/export", views_bundles.agent_export, name="dashboard-agent-export"),
     path("agents/<uuid:agent_id>/diff/", views_build.diff_page, name="dashboard-agent-diff"),
     path(
         "agents/<uuid:agent_id>/versions/<int:number>/publish",

@@ -9,8 +9,10 @@ to the checked address with the name kept for the Host header and TLS.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
 import anyio
@@ -143,7 +145,7 @@ class McpKind(Kind):
                     return await work(client)
 
         try:
-            return anyio.run(lambda: _within(scenario(), timeout_s))
+            return _run_coroutine(lambda: _within(scenario(), timeout_s))
         except BaseException as raised:
             if isinstance(raised, ConnectorError | KeyboardInterrupt | SystemExit):
                 raise
@@ -248,6 +250,17 @@ class McpKind(Kind):
         if not isinstance(arguments, dict):
             raise ConnectorError("an MCP tool's arguments are an object", code="invalid_operation")
         return cls.call_tool(connector, tool, arguments, timeout)
+
+
+def _run_coroutine(make: Callable[[], Awaitable[T]]) -> T:
+    """Runs the exchange on its own event loop: in this thread, or in a helper thread when this one
+    already runs a loop (a caller inside async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return anyio.run(make)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="falcon-mcp") as helper:
+        return helper.submit(anyio.run, make).result()
 
 
 async def _within(coro: Awaitable[T], timeout_s: float) -> T:

@@ -53,7 +53,7 @@ def _connector(client: Any, name: str, base_url: str) -> None:
     assert created.status_code == 201, created.json()
 
 
-SUPPORT = {
+SUPPORT: dict[str, Any] = {
     "inputs": {"type": "object", "properties": {"name": {"type": "string"}}},
     "steps": [
         {
@@ -105,7 +105,8 @@ def test_export_names_what_it_needs_and_carries_no_secret(world, alice_client, s
     assert CRM_TOKEN not in text
     assert "eu-west-secret-value" not in text
     assert "whsec_" not in text
-    assert bundle["format"] == "falcon.agent-bundle" and bundle["format_version"] == 1
+    assert bundle["format"] == "falcon.agent-bundle"
+    assert bundle["format_version"] == 1
     assert [(v["number"], v["published"]) for v in bundle["versions"]] == [(1, False), (2, True)]
     assert bundle["connectors"] == [{"name": "crm", "kind": "http"}]
     assert bundle["variables"] == [{"name": "region", "description": ""}]

@@ -4,6 +4,7 @@ against a live server and a real worker, on the current protocol revision and th
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio
@@ -49,8 +50,11 @@ def _session(url: str, token: str | None, mode: str = "auto") -> Client:
     return Client(streamable_http_client(url, http_client=http), mode=mode)
 
 
-def _run(coro: Any) -> Any:
-    return anyio.run(lambda: coro)
+def _run(scenario: Any, *args: Any) -> Any:
+    """The client's event loop in a thread of its own: the session's browser tests keep one running in
+    the main thread."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(anyio.run, scenario, *args).result()
 
 
 @pytest.fixture
@@ -76,7 +80,7 @@ def test_tools_list_offers_the_published_agents_the_key_may_run(
         async with _session(mcp_url, runner_token, mode) as client:
             return client.protocol_version, await client.list_tools()
 
-    version, listed = anyio.run(scenario)
+    version, listed = _run(scenario)
     assert version == ("2026-07-28" if mode == "auto" else "2025-11-25")
     assert [t.name for t in listed.tools] == ["Summarise_text"]
     tool = listed.tools[0]
@@ -103,7 +107,7 @@ def test_tools_call_runs_the_agent_through_the_run_path(
                 progress_callback=on_progress,  # type: ignore[arg-type]
             )
 
-    result = anyio.run(scenario)
+    result = _run(scenario)
     assert not result.is_error
     expected = {"summary": "[sandbox] HELLO MCP", "length": 9}
     assert result.structured_content == expected
@@ -126,7 +130,7 @@ def test_a_text_output_is_wrapped_for_structured_content(
             await client.list_tools()
             return await client.call_tool("shout", {"word": "hey"})
 
-    result = anyio.run(scenario)
+    result = _run(scenario)
     assert result.content[0].text == "HEY"
     assert result.structured_content == {"result": "HEY"}
 
@@ -150,7 +154,7 @@ def test_failures_are_tool_errors_naming_the_run(
                 await client.call_tool(outsider, {"word": "hi"})
             return failed, invalid, unknown.value, walled.value
 
-    failed, invalid, unknown, walled = anyio.run(scenario)
+    failed, invalid, unknown, walled = _run(scenario)
     assert walled.code == -32602
     assert not Run.objects.filter(agent_id=outsider).exists()
     run = Run.objects.get(agent__name="broken")
@@ -177,7 +181,7 @@ def test_keys_are_checked_before_anything(world, alice_client, mcp_url, make_key
     ]
     for token, message in refusals:
         with pytest.raises(ExceptionGroup) as refused:  # the SDK's task group carries the MCPError
-            anyio.run(listing, token)
+            _run(listing, token)
         assert refused.group_contains(MCPError, match=message, depth=2), refused.value
 
 
