@@ -95,6 +95,8 @@ class Command(BaseCommand):
                     f"  Usage:      curl -H 'Authorization: Bearer {key}' {base}/api/v1/usage  (Team plan)",
                     f"  Run agent:  curl -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json'"
                     f" -d '{run_body}' {base}/api/v1/agents/{agent.pk}/runs",
+                    f"  MCP server: {base}/api/mcp  (header Authorization: Bearer {key})",
+                    f"  OpenAI API: base_url={base}/api/openai/v1, api_key={key}, model=agent:{agent.name}",
                 ]
             )
         )
