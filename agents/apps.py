@@ -31,6 +31,8 @@ class AgentsConfig(AppConfig):
             "agents.notifications.services",
             "agents.runs.services",
             "agents.triggers.services",
+            "agents.llm.prices",
+            "agents.ecosystem.bundles",
         )
 
         billing.count_register(
@@ -51,6 +53,11 @@ class AgentsConfig(AppConfig):
         )
         connectors.connector_users_register(agents_using_connector)
         connectors.llm_probe_register(llm_probe)
+
+        from agents.notifications.services import staff_access_notify
+        from tenants.staff_access import staff_access_listener_register
+
+        staff_access_listener_register(staff_access_notify)
 
         from agents.runs.services import runs_in_progress_gauge
         from falcon import metrics

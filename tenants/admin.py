@@ -12,21 +12,10 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.http import HttpRequest
 
-from tenants.models import ApiKey, AuditEvent, Invitation, Membership, Tenant, User
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        return {}
+from falcon.admin_base import ReadOnlyAdmin
+from tenants.models import ApiKey, AuditEvent, Invitation, Membership, StaffAccess, Tenant, User
+from tenants.operator import user_operator_change, user_snapshot
+from tenants.staff_access import staff_actor
 
 
 class MembershipInline(admin.TabularInline):
@@ -92,6 +81,17 @@ class AuditEventAdmin(ReadOnlyAdmin):
     show_full_result_count = False
 
 
+@admin.register(StaffAccess)
+class StaffAccessAdmin(ReadOnlyAdmin):
+    """Every time platform staff opened a tenant's data, and why (also in each tenant's audit log)."""
+
+    list_display = ["granted_at", "user", "tenant", "object_type", "object_id", "reason", "expires_at"]
+    list_filter = ["object_type", "tenant", ("granted_at", admin.DateFieldListFilter)]
+    search_fields = ["user__email", "object_id", "reason", "tenant__slug"]
+    list_select_related = ["user", "tenant"]
+    date_hierarchy = "granted_at"
+
+
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
     ordering = ["email"]
@@ -104,3 +104,64 @@ class UserAdmin(DjangoUserAdmin):
     )
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)
     filter_horizontal = ("groups",)
+    actions = None
+
+    # Deactivating a person (is_active) is the operator action; every change is audited, and nobody is
+    # deleted here (their audit trail and authorship stay).
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        stored = User.objects.filter(pk=obj.pk).first() if change else None
+        obj._falcon_before = user_snapshot(stored) if stored is not None else None  # type: ignore[attr-defined]
+        super().save_model(request, obj, form, change)
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        user_operator_change(user=obj, before=None, actor=staff_actor(request, request.user))  # type: ignore[arg-type]
+        return super().log_addition(request, obj, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        before = getattr(obj, "_falcon_before", None)
+        actor = staff_actor(request, request.user)  # type: ignore[arg-type]
+        if before is None:  # the password form: no other field changes there
+            user_operator_change(user=obj, before=user_snapshot(obj), actor=actor, password_set=True)
+        else:
+            user_operator_change(user=obj, before=before, actor=actor)
+        return super().log_change(request, obj, message)
+
+
+# --- third-party pages: read-only here too (changes go through services; MFA secrets never shown) -----
+
+from allauth.account.models import EmailAddress  # noqa: E402
+from allauth.mfa.models import Authenticator  # noqa: E402
+from django.contrib.auth.models import Group  # noqa: E402
+from django_celery_beat import models as beat  # noqa: E402
+
+for _model in (EmailAddress, Authenticator, Group, beat.PeriodicTask, beat.IntervalSchedule,
+               beat.CrontabSchedule, beat.SolarSchedule, beat.ClockedSchedule):  # fmt: skip
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
+
+
+@admin.register(EmailAddress)
+class EmailAddressAdmin(ReadOnlyAdmin):
+    list_display = ["email", "user", "verified", "primary"]
+    search_fields = ["email"]
+    list_select_related = ["user"]
+
+
+@admin.register(Group)
+class GroupAdmin(ReadOnlyAdmin):
+    """Who is in a group is set on the user's page (an audited operator action)."""
+
+    list_display = ["name"]
+    filter_horizontal = ["permissions"]
+
+
+@admin.register(beat.PeriodicTask)
+class PeriodicTaskAdmin(ReadOnlyAdmin):
+    """Schedules are made by schedule triggers and the platform's own beat entries; read here."""
+
+    list_display = ["name", "task", "enabled", "last_run_at", "total_run_count"]
+    list_filter = ["enabled"]
+    search_fields = ["name", "task"]

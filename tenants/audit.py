@@ -11,7 +11,7 @@ from datetime import UTC
 from typing import Any
 from uuid import UUID
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from falcon.middleware import current_request_id
@@ -89,9 +89,19 @@ def event_hash(event: AuditEvent) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
+PLATFORM = "platform"  # how the platform's own chain is named in reports
+_PLATFORM_LOCK = 0x46414C43  # an advisory lock key ("FALC") for the platform chain's head
+
+
+def _platform_lock() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_PLATFORM_LOCK])
+
+
 def audit_record(
     *,
-    tenant: Tenant | str | UUID,
+    tenant: Tenant | str | UUID | None,
     actor: Actor,
     action: str,
     target_type: str,
@@ -99,18 +109,26 @@ def audit_record(
     before: Mapping[str, Any] | None = None,
     after: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event to the tenant's chain, inside the caller's transaction.
+    """Append one event to the tenant's chain (``tenant=None``: the platform's own chain, for operator
+    changes that belong to no tenant), inside the caller's transaction.
 
     The tenant row is locked (``FOR NO KEY UPDATE``, which does not block inserts referencing it) so
-    concurrent writers in one tenant take turns at the chain head instead of forking it.
+    concurrent writers in one tenant take turns at the chain head instead of forking it; the platform
+    chain takes an advisory lock instead.
     """
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
     # No savepoint inside the caller's transaction: an audit failure must undo the change anyway.
     with transaction.atomic(savepoint=False):
-        tenant_lock(tenant_id)
-        head = (
-            AuditEvent.objects.filter(tenant_id=tenant_id).order_by("-seq").values_list("seq", "hash").first()
+        if tenant_id is None:
+            _platform_lock()
+        else:
+            tenant_lock(tenant_id)
+        chain = (
+            AuditEvent.objects.filter(tenant__isnull=True)
+            if tenant_id is None
+            else AuditEvent.objects.filter(tenant_id=tenant_id)
         )
+        head = chain.order_by("-seq").values_list("seq", "hash").first()
         seq, prev_hash = (head[0] + 1, head[1]) if head else (1, GENESIS_HASH)
         changes: dict[str, Any] = {}
         if before is not None:
@@ -148,10 +166,21 @@ class ChainBreak:
 
 def audit_verify_tenant(tenant: Tenant) -> ChainBreak | None:
     """The first broken link of the tenant's chain, or None when every row checks out."""
+    return _verify_chain(tenant.pk, tenant.slug)
+
+
+def audit_verify_platform() -> ChainBreak | None:
+    """The first broken link of the platform's own chain (operator changes), or None."""
+    return _verify_chain(None, PLATFORM)
+
+
+def _verify_chain(tenant_id: Any, label: str) -> ChainBreak | None:
     expected_prev = GENESIS_HASH
     expected_seq = 1
     events: Iterator[AuditEvent] = (
-        AuditEvent.objects.filter(tenant=tenant).order_by("seq").iterator(chunk_size=2000)
+        AuditEvent.objects.filter(**({"tenant_id": tenant_id} if tenant_id else {"tenant__isnull": True}))
+        .order_by("seq")
+        .iterator(chunk_size=2000)
     )
     for event in events:
         broken = None
@@ -162,7 +191,7 @@ def audit_verify_tenant(tenant: Tenant) -> ChainBreak | None:
         elif event_hash(event) != event.hash:
             broken = "contents do not match the row's hash (the row was altered)"
         if broken:
-            return ChainBreak(tenant.slug, event.seq, str(event.id), broken)
+            return ChainBreak(label, event.seq, str(event.id), broken)
         expected_prev = event.hash
         expected_seq += 1
     return None

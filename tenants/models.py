@@ -192,7 +192,14 @@ class AuditEvent(models.Model):
         SYSTEM = "system", "System"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="audit_events")
+    tenant = models.ForeignKey(
+        Tenant,
+        on_delete=models.PROTECT,
+        related_name="audit_events",
+        null=True,
+        blank=True,
+        help_text="Empty for the platform's own chain (operator changes: model prices, users).",
+    )
     seq = models.BigIntegerField()
     occurred_at = models.DateTimeField()
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
@@ -210,7 +217,12 @@ class AuditEvent(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["tenant", "seq"], name="audit_event_tenant_seq_unique")
+            models.UniqueConstraint(fields=["tenant", "seq"], name="audit_event_tenant_seq_unique"),
+            models.UniqueConstraint(
+                fields=["seq"],
+                condition=models.Q(tenant__isnull=True),
+                name="audit_event_platform_seq_unique",
+            ),
         ]
         indexes = [
             models.Index(fields=["tenant", "occurred_at"]),
@@ -221,6 +233,26 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.action} by {self.actor_label}"
+
+
+class StaffAccess(models.Model):
+    """Platform staff opened a tenant's data in the console ("break-glass"): who, which object, why and
+    until when. Each grant is also an audit event (``staff.access``) in the tenant's own chain."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    tenant = models.ForeignKey(Tenant, on_delete=models.PROTECT, related_name="+")
+    user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="+")
+    object_type = models.CharField(max_length=64)
+    object_id = models.CharField(max_length=64)
+    reason = models.CharField(max_length=500)
+    granted_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "object_type", "object_id", "expires_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} -> {self.object_type}:{self.object_id}"
 
 
 def tenant_lock(tenant_id: Any) -> None:

@@ -6,7 +6,7 @@ import logging
 
 from celery import shared_task
 
-from tenants.audit import audit_verify_tenant
+from tenants.audit import PLATFORM, audit_verify_platform, audit_verify_tenant
 from tenants.models import Tenant
 
 logger = logging.getLogger(__name__)
@@ -29,4 +29,12 @@ def audit_verify_all_task() -> dict[str, str]:
                 broken.event_id,
                 broken.reason,
             )
+    broken = audit_verify_platform()
+    results[PLATFORM] = (
+        "ok" if broken is None else f"broken at #{broken.seq} ({broken.event_id}): {broken.reason}"
+    )
+    if broken is not None:
+        logger.error(
+            "The platform's audit chain is broken at #%s (%s): %s", broken.seq, broken.event_id, broken.reason
+        )
     return results

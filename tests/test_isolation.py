@@ -246,6 +246,7 @@ REACHED_THROUGH = {
     "billing.meterreport": "no route (sent to Stripe)",
     "connectors.tenantkey": "no route (never leaves the database)",
     "connectors.networkallowance": "no route (operators set it with manage.py tenant_network_allow)",
+    "tenants.staffaccess": "no route (the console; the tenant sees it as staff.access audit events)",
 }
 
 

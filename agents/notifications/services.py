@@ -40,6 +40,7 @@ EVENTS = (
     "trigger.disabled",
     "prompt.submitted",
     "prompt.reviewed",
+    "staff.access",
 )
 COLLAPSING = frozenset({"run.failed", "run.timed_out"})
 DELIVER_TASK = "agents.tasks.notification_deliver_task"
@@ -301,3 +302,28 @@ def channel_secrets_rekey(tenant_id: Any, reseal: Callable[[Any, str, str], str]
 def usage_alert_notify(*, tenant_id: Any, subject: str, body: str, data: dict[str, Any]) -> None:
     """Billing's usage alerts reach the tenant's channels (owners and admins get billing's e-mail)."""
     notify(tenant_id=tenant_id, event="quota.alert", subject=subject, body=body, recipients=[], data=data)
+
+
+def staff_access_notify(grant: Any) -> None:
+    """Platform staff opened some of the tenant's data in the console: its owners and auditors are told
+    (and its channels that take ``staff.access``), with the reason given."""
+    from tenants.permissions import Role
+
+    what = grant.object_type.replace("_", " ")
+    notify(
+        tenant_id=grant.tenant_id,
+        event="staff.access",
+        subject=f"Platform staff opened a {what} of your organization",
+        body=(
+            f"{grant.user.email} (platform staff) opened the {what} {grant.object_id} on "
+            f"{grant.granted_at:%Y-%m-%d %H:%M} UTC, until {grant.expires_at:%H:%M} UTC.\n"
+            f"Reason given: {grant.reason}\nThis access is in your audit log (action staff.access)."
+        ),
+        recipients=people_with(grant.tenant_id, (Role.OWNER, Role.AUDITOR)),
+        data={
+            "object_type": grant.object_type,
+            "object_id": grant.object_id,
+            "staff": grant.user.email,
+            "reason": grant.reason,
+        },
+    )

@@ -9,7 +9,11 @@ from tenants.tasks import audit_verify_all_task
 
 
 def test_worker_verifies_every_chain_and_reports_the_broken_one(world, celery_worker):
-    assert audit_verify_all_task.delay().get(timeout=30) == {"tenant-a": "ok", "tenant-b": "ok"}
+    assert audit_verify_all_task.delay().get(timeout=30) == {
+        "tenant-a": "ok",
+        "tenant-b": "ok",
+        "platform": "ok",
+    }
 
     victim = AuditEvent.objects.get(tenant=world.tenant_b, seq=1)
     with connection.cursor() as cursor:

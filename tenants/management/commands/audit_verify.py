@@ -6,12 +6,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from tenants.audit import audit_verify_tenant
+from tenants.audit import audit_verify_platform, audit_verify_tenant
 from tenants.models import AuditEvent, Tenant
 
 
 class Command(BaseCommand):
-    help = "Verify the audit log's hash chain of one tenant or of all tenants."
+    help = "Verify the audit log's hash chain of one tenant, or of all tenants and the platform's own."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tenant", dest="tenant_slug", default=None)
@@ -32,6 +32,16 @@ class Command(BaseCommand):
                 failures += 1
                 self.stderr.write(
                     f"{tenant.slug}: BROKEN at event #{broken.seq} (id {broken.event_id}): {broken.reason}"
+                )
+        if not tenant_slug:
+            broken = audit_verify_platform()
+            if broken is None:
+                count = AuditEvent.objects.filter(tenant__isnull=True).count()
+                self.stdout.write(f"platform: ok ({count} events)")
+            else:
+                failures += 1
+                self.stderr.write(
+                    f"platform: BROKEN at event #{broken.seq} (id {broken.event_id}): {broken.reason}"
                 )
         if failures:
             raise CommandError(f"{failures} audit chain(s) broken.", returncode=1)
