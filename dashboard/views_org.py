@@ -332,6 +332,34 @@ def _audit_params(request: HttpRequest) -> dict[str, Any]:
     return dict(params.validated_data)
 
 
+def _evidence_response(ctx: TenantContext, params: dict[str, Any]) -> HttpResponse:
+    """The evidence bundle of the filtered period (default: the last 30 days), as a download."""
+    from datetime import timedelta
+
+    from django.db import transaction
+    from django.utils import timezone
+
+    from agents.compliance.evidence import bundle_build
+    from tenants.audit import audit_record
+
+    until = params.get("until") or timezone.now()
+    since = params.get("since") or until - timedelta(days=30)
+    data = bundle_build(ctx.tenant, since, until)
+    with transaction.atomic():
+        audit_record(
+            tenant=ctx.tenant,
+            actor=ctx.actor,
+            action="audit.evidence_exported",
+            target_type="tenant",
+            target_id=ctx.tenant.pk,
+            after={"since": since.isoformat(), "until": until.isoformat(), "bytes": len(data)},
+        )
+    response = HttpResponse(data, content_type="application/zip")
+    name = f"{ctx.tenant.slug}-evidence-{since:%Y%m%d}-{until:%Y%m%d}.zip"
+    response["Content-Disposition"] = f'attachment; filename="{name}"'
+    return response
+
+
 @tenant_page
 def audit_page(request: HttpRequest, ctx: TenantContext) -> HttpResponseBase:
     ctx.require(Action.AUDIT_READ)
@@ -344,6 +372,9 @@ def audit_page(request: HttpRequest, ctx: TenantContext) -> HttpResponseBase:
     if request.GET.get("export") in ("jsonl", "csv") and not errors:
         limits.feature_require(ctx.tenant, "audit_export")
         return audit_export_response(ctx.tenant, events, request.GET["export"])
+    if request.GET.get("export") == "evidence" and not errors:
+        limits.feature_require(ctx.tenant, "audit_export")
+        return _evidence_response(ctx, params)
     before = request.GET.get("before", "")
     if before.isdigit():
         events = events.filter(seq__lt=int(before))
