@@ -558,3 +558,6 @@ class PlanLimits:
 
     def feature_require(self, tenant_id: Any, feature: str, *, field: str | None = None) -> None:
         feature_require(tenant_id, Feature(feature), field=field)
+
+    def retention_days_max(self, tenant_id: Any) -> int:
+        return int(entitlement(tenant_id).limit(Metric.RETENTION_DAYS))

@@ -491,8 +491,24 @@ def retention_prune() -> dict[str, int]:
     pruners = registry.pruners()
     totals: dict[str, int] = {}
     tenant_ids = dict.fromkeys(tenant_id for pruner in pruners for tenant_id in pruner.tenant_ids())
+    held = set(
+        Tenant.objects.filter(pk__in=list(tenant_ids), legal_hold_at__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    chosen = dict(
+        Tenant.objects.filter(pk__in=list(tenant_ids), retention_days__isnull=False).values_list(
+            "pk", "retention_days"
+        )
+    )
     for tenant_id in tenant_ids:
+        if tenant_id in held:
+            continue  # a legal hold: nothing of this tenant is deleted until it is lifted
         days = entitlement(tenant_id, now=now).limit(Metric.RETENTION_DAYS)
+        if tenant_id in chosen:
+            days = min(
+                int(days), int(chosen[tenant_id] or days)
+            )  # the tenant's own choice, never beyond the plan
         cutoff = now - timedelta(days=int(days))
         pruned: dict[str, int] = {}
         for pruner in pruners:

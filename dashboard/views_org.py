@@ -277,20 +277,26 @@ def settings_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         require_mfa = request.POST.get("require_mfa") == "on"
         four_eyes = request.POST.get("prompt_four_eyes") == "on"
         chain_runs = request.POST.get("audit_run_starts") == "on"
-        security_changed = (require_mfa, four_eyes, chain_runs) != (
+        raw_retention = request.POST.get("retention_days", "").strip()
+        retention: int | None = int(raw_retention) if raw_retention.isdigit() else None
+        security_changed = (require_mfa, four_eyes, chain_runs, retention) != (
             ctx.tenant.require_mfa,
             ctx.tenant.prompt_four_eyes,
             ctx.tenant.audit_run_starts,
+            ctx.tenant.retention_days,
         )
         try:
             if security_changed:
                 ctx.require(Action.TENANT_SECURITY)
+            if raw_retention and retention is None:
+                raise InvalidInput("A number of days, or empty for the plan's.", field="retention_days")
             tenant_services.tenant_update(
                 tenant=ctx.tenant, actor=ctx.actor, acting_user=ctx.user,
                 name=request.POST.get("name", "")[:100],
                 require_mfa=require_mfa if security_changed else None,
                 prompt_four_eyes=four_eyes if security_changed else None,
                 audit_run_starts=chain_runs if security_changed else None,
+                **({"retention_days": retention} if retention != ctx.tenant.retention_days else {}),
             )  # fmt: skip
             messages.success(request, "Settings saved.")
             return redirect("dashboard-settings")
@@ -304,6 +310,7 @@ def settings_page(request: HttpRequest, ctx: TenantContext) -> HttpResponse:
         "may_manage": ctx.allows(Action.TENANT_MANAGE),
         "may_security": ctx.allows(Action.TENANT_SECURITY),
         "mfa_enforcement": _has_feature(ctx, "mfa_enforcement"),
+        "retention_max": limits.retention_days_max(ctx.tenant),
     }
     return render(request, "dashboard/settings.html", frame(ctx, **body), status=400 if errors else 200)
 

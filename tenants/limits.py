@@ -25,6 +25,9 @@ class LimitPolicy(Protocol):
     def feature_require(self, tenant_id: TenantId, feature: str, *, field: str | None = None) -> None:
         """Raises (402) when the plan does not include ``feature``."""
 
+    def retention_days_max(self, tenant_id: TenantId) -> int:
+        """How long the tenant's plan keeps runs, in days (a tenant may choose less)."""
+
 
 class _Unregistered:
     def _fail(self) -> None:
@@ -38,6 +41,10 @@ class _Unregistered:
 
     def feature_require(self, tenant_id: TenantId, feature: str, *, field: str | None = None) -> None:
         self._fail()
+
+    def retention_days_max(self, tenant_id: TenantId) -> int:
+        self._fail()
+        return 0
 
 
 _policy: LimitPolicy = _Unregistered()
@@ -62,3 +69,7 @@ def over_limit_check(tenant: Tenant | TenantId, kind: str) -> None:
 
 def feature_require(tenant: Tenant | TenantId, feature: str, *, field: str | None = None) -> None:
     _policy.feature_require(_tenant_id(tenant), feature, field=field)
+
+
+def retention_days_max(tenant: Tenant | TenantId) -> int:
+    return _policy.retention_days_max(_tenant_id(tenant))

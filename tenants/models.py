@@ -83,6 +83,15 @@ class Tenant(models.Model):
         default=False,
         help_text="Chain every run start in the audit log too (runs record who started them either way).",
     )
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="How long runs are kept, within the plan's limit; empty: the plan's."
+    )
+    legal_hold_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set by an operator: while set, retention deletes nothing of the tenant.",
+    )
+    legal_hold_reason = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

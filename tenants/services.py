@@ -95,9 +95,20 @@ def tenant_update(
     require_mfa: bool | None = None,
     prompt_four_eyes: bool | None = None,
     audit_run_starts: bool | None = None,
+    retention_days: int | object | None = ...,
 ) -> Tenant:
     before: dict[str, object] = {}
     after: dict[str, object] = {}
+    if retention_days is not ... and retention_days != tenant.retention_days:
+        if retention_days is not None:
+            ceiling = limits.retention_days_max(tenant)
+            if not isinstance(retention_days, int) or not 1 <= retention_days <= ceiling:
+                raise InvalidInput(
+                    f"Runs are kept 1 to {ceiling} days on this plan (empty: the plan's {ceiling}).",
+                    field="retention_days",
+                )
+        before["retention_days"], after["retention_days"] = tenant.retention_days, retention_days
+        tenant.retention_days = retention_days
     if name is not None and name.strip() != tenant.name:
         if not name.strip():
             raise InvalidInput("The name cannot be blank.", field="name")
@@ -500,3 +511,34 @@ def api_key_touch(key: ApiKey, *, now: datetime) -> None:
     )
     if updated:
         key.last_used_at = now
+
+
+@transaction.atomic
+def tenant_legal_hold(*, tenant: Tenant, actor: Actor, reason: str = "", lift: bool = False) -> Tenant:
+    """An operator places (or lifts) a legal hold: while it holds, retention deletes nothing of the tenant.
+    Recorded in the tenant's own audit log, which its owners read."""
+    tenant = Tenant.objects.select_for_update().get(pk=tenant.pk)
+    if lift:
+        if tenant.legal_hold_at is None:
+            return tenant
+        before: dict[str, object] = {
+            "legal_hold_at": tenant.legal_hold_at.isoformat(),
+            "reason": tenant.legal_hold_reason,
+        }
+        tenant.legal_hold_at, tenant.legal_hold_reason = None, ""
+        action = "tenant.legal_hold_lifted"
+        after: dict[str, object] = {"legal_hold": False}
+    else:
+        reason = " ".join(reason.split())[:500]
+        if not reason:
+            raise InvalidInput("Say why the hold is placed (a case or matter reference).", field="reason")
+        before = {"legal_hold": tenant.legal_hold_at is not None}
+        tenant.legal_hold_at, tenant.legal_hold_reason = timezone.now(), reason
+        action = "tenant.legal_hold_placed"
+        after = {"legal_hold": True, "reason": reason}
+    tenant.save(update_fields=["legal_hold_at", "legal_hold_reason"])
+    audit_record(
+        tenant=tenant, actor=actor, action=action, target_type="tenant", target_id=tenant.pk, before=before,
+        after=after,
+    )  # fmt: skip
+    return tenant

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rest_framework import serializers
 
 from falcon.api import ShownOnceMixin, StrictSerializer
@@ -12,8 +14,27 @@ from tenants.permissions import Role, Scope
 class TenantSerializer(serializers.ModelSerializer):
     class Meta:
         model = Tenant
-        fields = ["id", "slug", "name", "require_mfa", "prompt_four_eyes", "audit_run_starts", "created_at"]
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "require_mfa",
+            "prompt_four_eyes",
+            "audit_run_starts",
+            "retention_days",
+            "legal_hold",
+            "created_at",
+        ]
         read_only_fields = fields
+
+    legal_hold = serializers.SerializerMethodField(
+        help_text="Set by the platform's operators: while it holds, retention deletes nothing."
+    )
+
+    def get_legal_hold(self, tenant: Tenant) -> dict[str, Any] | None:
+        if tenant.legal_hold_at is None:
+            return None
+        return {"since": tenant.legal_hold_at.isoformat(), "reason": tenant.legal_hold_reason}
 
 
 class TenantWithRoleSerializer(TenantSerializer):
@@ -38,6 +59,9 @@ class TenantUpdateSerializer(StrictSerializer):
     require_mfa = serializers.BooleanField(required=False)
     prompt_four_eyes = serializers.BooleanField(required=False)
     audit_run_starts = serializers.BooleanField(required=False)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="Within the plan's limit; null: the plan's."
+    )
 
 
 class UserSummarySerializer(serializers.ModelSerializer):

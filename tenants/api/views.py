@@ -104,7 +104,9 @@ class CurrentTenantViewSet(TenantScopedViewSet):
     def partial_update(self, request: Request) -> Response:
         body = TenantUpdateSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        if {"require_mfa", "prompt_four_eyes", "audit_run_starts"} & set(body.validated_data):
+        if {"require_mfa", "prompt_four_eyes", "audit_run_starts", "retention_days"} & set(
+            body.validated_data
+        ):
             self.ctx.require(Action.TENANT_SECURITY)
         tenant = services.tenant_update(
             tenant=self.ctx.tenant, actor=self.ctx.actor, acting_user=self.ctx.user, **body.validated_data

@@ -33,6 +33,8 @@ def test_current_tenant(world, bob_client):
         "require_mfa": False,
         "prompt_four_eyes": False,
         "audit_run_starts": False,
+        "retention_days": None,
+        "legal_hold": None,
         "created_at": response.json()["created_at"],
     }
 
