@@ -33,6 +33,7 @@ class AgentsConfig(AppConfig):
             "agents.triggers.services",
             "agents.llm.prices",
             "agents.ecosystem.bundles",
+            "agents.compliance.subjects",
         )
 
         billing.count_register(
