@@ -23,6 +23,28 @@ from tenants.audit import Actor, audit_record
 from tenants.models import AuditEvent, StaffAccess, User
 
 COMPLIANCE_GROUP = "Compliance"
+# What the group may view in the console, by app label (view permissions only).
+CONSOLE_MODELS = {
+    "tenants": ["tenant", "membership", "invitation", "apikey", "auditevent", "staffaccess"],
+    "agents": [
+        "agent",
+        "agentversion",
+        "run",
+        "steprun",
+        "prompt",
+        "promptversion",
+        "promptlabel",
+        "promptlabelmove",
+        "trigger",
+        "triggerevent",
+        "notificationchannel",
+        "notification",
+        "notificationdelivery",
+        "variable",
+    ],
+    "connectors": ["connector", "tenantkey"],
+    "billing": ["subscription", "usagecounter", "meterreport", "stripeevent"],
+}
 ACCESS_MINUTES = 30
 MIN_REASON_CHARS = 4
 
@@ -100,3 +122,16 @@ def staff_access_grant(
         for listener in _listeners:
             transaction.on_commit(lambda listener=listener: listener(grant))  # type: ignore[misc]
     return grant
+
+
+def compliance_group_ensure(**_: Any) -> None:
+    """The Compliance group with its view permissions (after every migrate, and after a flush)."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _created = Group.objects.get_or_create(name=COMPLIANCE_GROUP)
+    for label, models in CONSOLE_MODELS.items():
+        group.permissions.add(
+            *Permission.objects.filter(
+                content_type__app_label=label, codename__in=[f"view_{model}" for model in models]
+            )
+        )
