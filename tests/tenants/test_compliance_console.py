@@ -189,3 +189,36 @@ def test_deactivating_a_person_is_audited_for_the_platform_and_their_tenants(wor
     tenant_event = AuditEvent.objects.get(tenant=world.tenant_a, action="member.deactivated")
     assert tenant_event.changes["after"]["email"] == bob.email
     assert client.get(f"/admin/tenants/user/{bob.pk}/delete/").status_code == 403
+
+
+def test_operator_actions_on_a_tenant_go_through_the_services_and_are_audited(world, settings):
+    settings.FALCON_ALLOWED_PRIVATE_NETWORKS = ["10.0.0.0/8"]
+    client, _ = _superuser()
+    tenant = world.tenant_a
+    page = client.get(f"/admin/tenants/tenant/{tenant.pk}/change/").content.decode()
+    assert "Set the plan" in page
+    assert "Allow a private network" in page
+    assert client.post(f"/admin/tenants/tenant/{tenant.pk}/plan/", {"plan": "team"}).status_code == 302
+    assert alice_plan(world) == "team"
+    refused = client.post(
+        f"/admin/tenants/tenant/{tenant.pk}/network/", {"cidr": "192.168.0.0/16", "reason": "VPN"}
+    )
+    assert refused.status_code == 400
+    assert "FALCON_ALLOWED_PRIVATE_NETWORKS" in refused.content.decode()
+    allowed = client.post(
+        f"/admin/tenants/tenant/{tenant.pk}/network/", {"cidr": "10.1.0.0/16", "reason": "their VPN"}
+    )
+    assert allowed.status_code == 302
+    actions = set(AuditEvent.objects.filter(tenant=tenant).values_list("action", flat=True))
+    assert {"billing.plan_set", "network.allowed"} <= actions
+    event = AuditEvent.objects.get(tenant=tenant, action="network.allowed")
+    assert event.actor_label == "operator@falcon.example (platform staff)"
+    # Compliance staff read the console but may not act.
+    staff = _staff(compliance=True)
+    assert staff.get(f"/admin/tenants/tenant/{tenant.pk}/plan/").status_code == 403
+
+
+def alice_plan(world: Any) -> str:
+    from billing.models import Subscription
+
+    return Subscription.objects.get(tenant=world.tenant_a).plan
