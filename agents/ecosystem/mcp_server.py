@@ -47,19 +47,17 @@ from mcp.server.lowlevel import Server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
-from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from agents.ecosystem.keys import RunKeyView
 from agents.runs import events as run_events
 from agents.runs import services as run_services
 from agents.runs.models import Run
 from agents.workflows.models import Agent
 from falcon.asgi_bridge import AsgiBridge
 from falcon.errors import FalconError
-from tenants.access import TenantContext, tenant_context_resolve
-from tenants.authentication import ApiKeyAuthentication
+from tenants.access import TenantContext
 from tenants.object_access import object_allows, visible_filter
 from tenants.permissions import Action
 
@@ -273,19 +271,8 @@ def _jsonrpc_error(status: int, message: str, code: int = types.INVALID_REQUEST)
 
 
 @extend_schema(exclude=True)
-class McpView(APIView):
+class McpView(RunKeyView):
     """``/api/mcp``: the key is checked here; the SDK's transport answers the rest."""
-
-    authentication_classes = [ApiKeyAuthentication]
-    permission_classes: list[Any] = []
-    ctx: TenantContext
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        if request.auth is None:
-            raise drf_exceptions.NotAuthenticated("Send your Falcon API key: Authorization: Bearer flk_…")
-        self.ctx = tenant_context_resolve(request)
-        self.ctx.require(Action.AGENTS_RUN)
 
     def handle_exception(self, exc: Exception) -> Response:
         response = super().handle_exception(exc)

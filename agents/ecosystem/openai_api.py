@@ -31,16 +31,14 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
+from agents.ecosystem.keys import RunKeyView
 from agents.errors import TooManyStreams
 from agents.runs import events as run_events
 from agents.runs import services as run_services
 from agents.runs.models import Run
 from agents.workflows.models import Agent
 from falcon.errors import FalconError
-from tenants.access import TenantContext, tenant_context_resolve
-from tenants.authentication import ApiKeyAuthentication
 from tenants.object_access import object_allows, visible_filter
 from tenants.permissions import Action
 
@@ -63,19 +61,8 @@ _TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permi
 _TYPES |= {404: "invalid_request_error", 409: "invalid_request_error", 429: "rate_limit_error"}
 
 
-class _OpenAiView(APIView):
+class _OpenAiView(RunKeyView):
     """API keys only (programs), errors in OpenAI's shape, excluded from Falcon's own schema."""
-
-    authentication_classes = [ApiKeyAuthentication]
-    permission_classes: list[Any] = []
-    ctx: TenantContext
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        super().initial(request, *args, **kwargs)
-        if request.auth is None:
-            raise drf_exceptions.NotAuthenticated("Send your Falcon API key: Authorization: Bearer flk_…")
-        self.ctx = tenant_context_resolve(request)
-        self.ctx.require(Action.AGENTS_RUN)
 
     def handle_exception(self, exc: Exception) -> Response:
         if isinstance(exc, OpenAiError):
