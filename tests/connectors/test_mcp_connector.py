@@ -144,6 +144,23 @@ def test_a_tool_error_fails_the_step(world, alice_client, team_tools):
     assert "the reactor is offline" in run["error"]["message"]
 
 
+def _weather(fixed: dict[str, Any]) -> dict[str, Any]:
+    """The server's forecast tool, offered to the model as `weather` with the author's fixed arguments."""
+    return {"type": "mcp", "connector": "team", "tool": "forecast", "name": "weather", "arguments": fixed}
+
+
+def _assistant(*tools: dict[str, Any]) -> dict[str, Any]:
+    """A workflow of one agent step that may use ``tools``."""
+    step = {
+        "id": "assist",
+        "type": "agent",
+        "model": "openai/gpt-4o-mini",
+        "prompt": "help",
+        "tools": list(tools),
+    }
+    return {"steps": [step]}
+
+
 def test_mcp_tools_are_offered_to_the_model(world, alice_client, team_tools, llm):
     _create(alice_client, team_tools.url)
     llm.enqueue(
@@ -153,26 +170,10 @@ def test_mcp_tools_are_offered_to_the_model(world, alice_client, team_tools, llm
     )
     run = _run(
         alice_client,
-        {
-            "steps": [
-                {
-                    "id": "assist",
-                    "type": "agent",
-                    "model": "openai/gpt-4o-mini",
-                    "prompt": "help",
-                    "tools": [
-                        {
-                            "type": "mcp",
-                            "connector": "team",
-                            "tool": "forecast",
-                            "name": "weather",
-                            "arguments": {"units": "imperial"},
-                        },
-                        {"type": "mcp", "connector": "team", "tool": "tickets.search"},
-                    ],
-                }
-            ]
-        },
+        _assistant(
+            _weather({"units": "imperial"}),
+            {"type": "mcp", "connector": "team", "tool": "tickets.search"},
+        ),
     )
     assert run["status"] == "succeeded", run
     assert run["output"] == "Sunny in Oslo; one late ticket."
@@ -194,28 +195,7 @@ def test_the_model_cannot_set_what_the_author_fixed(world, alice_client, team_to
         Reply(tool_calls=[("weather", {"city": "Oslo", "units": "kelvin"})]),
         Reply(text="done"),
     )
-    run = _run(
-        alice_client,
-        {
-            "steps": [
-                {
-                    "id": "assist",
-                    "type": "agent",
-                    "model": "openai/gpt-4o-mini",
-                    "prompt": "help",
-                    "tools": [
-                        {
-                            "type": "mcp",
-                            "connector": "team",
-                            "tool": "forecast",
-                            "name": "weather",
-                            "arguments": {"units": "metric"},
-                        },
-                    ],
-                }
-            ]
-        },
-    )
+    run = _run(alice_client, _assistant(_weather({"units": "metric"})))
     call = next(s for s in run["steps"] if s["kind"] == "tool_call")
     assert call["status"] == "failed"
     assert call["error"]["code"] == "invalid_tool_arguments"

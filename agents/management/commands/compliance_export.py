@@ -11,7 +11,7 @@ from django.db import transaction
 
 from agents.compliance.evidence import bundle_build
 from tenants.audit import Actor, audit_record
-from tenants.models import Tenant
+from tenants.management.lookup import tenant_by_slug
 
 
 def _day(value: str, name: str) -> datetime:
@@ -34,9 +34,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", required=True, help="the bundle to write (a .zip)")
 
     def handle(self, *args: Any, tenant: str, since: str, until: str, out: str, **options: Any) -> None:
-        found = Tenant.objects.filter(slug=tenant).first()
-        if found is None:
-            raise CommandError(f"No tenant with slug {tenant!r}.")
+        found = tenant_by_slug(tenant)
         start, end = _day(since, "since"), _day(until, "until") + timedelta(days=1)
         if end <= start:
             raise CommandError("--until must not be before --since.")

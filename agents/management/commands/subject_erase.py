@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from agents.compliance.subjects import subject_erase, subject_find
 from falcon.errors import FalconError
 from tenants.audit import Actor
-from tenants.models import Tenant
+from tenants.management.lookup import tenant_by_slug
 
 
 class Command(BaseCommand):
@@ -25,9 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--yes", action="store_true", help="erase (otherwise: a dry run)")
 
     def handle(self, *args: Any, tenant: str, identifier: str, yes: bool, **options: Any) -> None:
-        found = Tenant.objects.filter(slug=tenant).first()
-        if found is None:
-            raise CommandError(f"No tenant with slug {tenant!r}.")
+        found = tenant_by_slug(tenant)
         try:
             if not yes:
                 counts = {name: len(rows) for name, rows in subject_find(found, identifier).items()}

@@ -12,7 +12,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from agents.compliance.subjects import subject_export
 from falcon.errors import FalconError
 from tenants.audit import Actor
-from tenants.models import Tenant
+from tenants.management.lookup import tenant_by_slug
 
 
 class Command(BaseCommand):
@@ -27,9 +27,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", default="-", help="the JSON file to write (default: standard output)")
 
     def handle(self, *args: Any, tenant: str, identifier: str, out: str, **options: Any) -> None:
-        found = Tenant.objects.filter(slug=tenant).first()
-        if found is None:
-            raise CommandError(f"No tenant with slug {tenant!r}.")
+        found = tenant_by_slug(tenant)
         try:
             report = subject_export(
                 tenant=found, identifier=identifier, actor=Actor.system("manage.py subject_export")

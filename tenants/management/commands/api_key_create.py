@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from falcon.errors import FalconError
 from tenants.audit import Actor
-from tenants.models import Tenant
+from tenants.management.lookup import tenant_by_slug
 from tenants.services import api_key_create
 
 
@@ -32,9 +32,7 @@ class Command(BaseCommand):
         expires_in_days: int | None,
         **options: Any,
     ) -> None:
-        tenant = Tenant.objects.filter(slug=tenant_slug).first()
-        if tenant is None:
-            raise CommandError(f"No tenant with slug {tenant_slug!r}.")
+        tenant = tenant_by_slug(tenant_slug)
         if expires_in_days is not None and expires_in_days < 1:
             raise CommandError("--expires-in-days must be at least 1.")
         expires_at = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None

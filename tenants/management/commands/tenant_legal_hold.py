@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from falcon.errors import FalconError
 from tenants.audit import Actor
-from tenants.models import Tenant
+from tenants.management.lookup import tenant_by_slug
 from tenants.services import tenant_legal_hold
 
 
@@ -21,9 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--lift", action="store_true", help="lift the hold")
 
     def handle(self, *args: Any, tenant: str, reason: str, lift: bool, **options: Any) -> None:
-        found = Tenant.objects.filter(slug=tenant).first()
-        if found is None:
-            raise CommandError(f"No tenant with slug {tenant!r}.")
+        found = tenant_by_slug(tenant)
         try:
             held = tenant_legal_hold(
                 tenant=found, actor=Actor.system("manage.py tenant_legal_hold"), reason=reason, lift=lift
