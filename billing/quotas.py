@@ -269,7 +269,7 @@ class Reservation:
 
 
 def quota_reserve(
-    tenant: Tenant | Any,
+    tenant: Entitlement | Tenant | Any,
     *,
     tokens: int,
     cost_usd: Decimal,
@@ -280,8 +280,9 @@ def quota_reserve(
 
     Tokens count against the plan; spend against the plan when the call uses Falcon's own provider
     keys (``platform``), and against the tenant's and the agent's spend caps in every case.
+    ``tenant`` may be the tenant's entitlement its caller has just read (a run's claim).
     """
-    ent = entitlement(tenant)
+    ent = tenant if isinstance(tenant, Entitlement) else entitlement(tenant)
     cost = usd_to_micro(cost_usd)
     tenant_id = ent.tenant_id
     wanted = [

@@ -121,6 +121,20 @@ def insert(objs: Sequence[models.Model], suffix: str = "", suffix_params: Sequen
         return cursor.fetchone() if suffix else None
 
 
+def insert_notify(objs: Sequence[models.Model], channel: str, payload: str) -> None:
+    """The INSERT and a ``pg_notify`` as one statement (PostgreSQL): one round trip, atomic by itself,
+    the notification delivered when it commits. Elsewhere the INSERT alone."""
+    if not objs:
+        return
+    insert_sql = _insert_sql(type(objs[0]), len(objs), "")
+    params = insert_params(objs)
+    if connection.vendor == "postgresql":
+        insert_sql = f"WITH inserted AS ({insert_sql}) SELECT pg_notify(%s, %s)"
+        params += [channel, payload]
+    with connection.cursor() as cursor:
+        cursor.execute(insert_sql, params)
+
+
 def execute(sql: str, params: Sequence[Any]) -> Any:
     """One statement; the first row it returns (if any)."""
     with connection.cursor() as cursor:
@@ -135,16 +149,28 @@ def update(
     params: Sequence[Any],
     *,
     add: dict[str, Any] | None = None,
+    notify: tuple[str, str] | None = None,
 ) -> int:
     """``UPDATE model SET name = value, ..., name = name + amount WHERE where``: the rows changed.
 
     ``values`` are prepared by their fields as ``save()`` would; ``add`` increments numeric columns.
+    ``notify`` (channel, payload): a ``pg_notify`` sent by the same statement when it changed a row
+    (PostgreSQL; one round trip less), delivered when it commits.
     """
     add = add or {}
-    statement = _update_sql(model, tuple(values), tuple(add), where)
     prepared = [field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
+    statement = _update_sql(model, tuple(values), tuple(add), where)
+    all_params = [*prepared, *add.values(), *params]
+    if notify is not None and connection.vendor == "postgresql":
+        statement = (
+            f"WITH changed AS ({statement} RETURNING 1), told AS (SELECT pg_notify(%s, %s) FROM changed) "  # noqa: S608
+            "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM told)"
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(statement, [*all_params, *notify])
+            return int(cursor.fetchone()[0])
     with connection.cursor() as cursor:
-        cursor.execute(statement, [*prepared, *add.values(), *params])
+        cursor.execute(statement, all_params)
         return int(cursor.rowcount)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from agents.engine.spec import PROVIDERS, provider_of
 from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
 from agents.llm.models import ModelPrice
 from billing.errors import QuotaExceeded
-from billing.quotas import Reservation, quota_reserve, quota_settle
+from billing.quotas import Entitlement, Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
 from falcon import genai_semconv, jsonlimits, metrics, sql, tracing
@@ -157,22 +159,64 @@ def _sandbox_text(request: LlmRequest) -> str:
     return SANDBOX_LABEL + str(last)[:500]
 
 
-def _cost(model: str, litellm_model: str, prompt_tokens: int, completion_tokens: int) -> float:
-    if provider_of(model) in {"sandbox"}:
-        return 0.0
-    price = model_price(model)
-    if price is not None:
-        return float((price[0] * prompt_tokens + price[1] * completion_tokens) / Decimal(1_000_000))
-    if provider_of(model) in {"ollama", "ollama_chat"}:
-        return 0.0
-    try:
-        prompt_cost, completion_cost = _litellm().cost_per_token(
-            model=litellm_model, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+@dataclass(frozen=True)
+class Price:
+    """What one model's tokens cost, read once per call: its estimate (the reservation) and its
+    answer are priced alike, and the price table is read once, not twice."""
+
+    input_usd_per_mtok: Decimal = Decimal(0)
+    output_usd_per_mtok: Decimal = Decimal(0)
+    tiered: str | None = None  # a LiteLLM model whose price depends on the call's size: priced per call
+    unpriced: str | None = None  # a model neither the table nor LiteLLM's map prices: recorded as 0
+
+    def cost(self, prompt_tokens: int, completion_tokens: int) -> float:
+        if self.tiered is not None:
+            prompt_cost, completion_cost = _litellm().cost_per_token(
+                model=self.tiered, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens
+            )
+            return float(prompt_cost + completion_cost)
+        if self.unpriced is not None:
+            logger.warning("No price for model %s; cost recorded as 0", self.unpriced)
+            return 0.0
+        return float(
+            (self.input_usd_per_mtok * prompt_tokens + self.output_usd_per_mtok * completion_tokens)
+            / Decimal(1_000_000)
         )
+
+
+FREE = Price()
+# LiteLLM's token prices that are not one rate per token (tiers above a size, per character or second).
+_NONLINEAR_PRICE = re.compile(r"_above_\d|per_character|per_second")
+
+
+def price_of(model: str) -> Price:
+    """The admin-edited table first (one read), then LiteLLM's map (memoised per model: it is static)."""
+    provider = provider_of(model)
+    if provider == "sandbox":
+        return FREE
+    row = sql.select_one(ModelPrice, ("input_usd_per_mtok", "output_usd_per_mtok"), "model = %s", [model])
+    if row:
+        return Price(row[0], row[1])
+    if provider in {"ollama", "ollama_chat"}:
+        return FREE
+    return _litellm_price(_litellm_model(model))
+
+
+@functools.lru_cache(maxsize=512)
+def _litellm_price(litellm_model: str) -> Price:
+    """LiteLLM's price for a model, as per-million rates when it is one rate per token (its own
+    ``cost_per_token`` asked once for one token each way), else priced by LiteLLM on every call."""
+    litellm = _litellm()
+    try:
+        info = litellm.get_model_info(litellm_model)
+        input_cost, _ = litellm.cost_per_token(model=litellm_model, prompt_tokens=1, completion_tokens=0)
+        _, output_cost = litellm.cost_per_token(model=litellm_model, prompt_tokens=0, completion_tokens=1)
     except Exception:
-        logger.warning("No price for model %s; cost recorded as 0", model)
-        return 0.0
-    return float(prompt_cost + completion_cost)
+        return Price(unpriced=litellm_model)
+    if any(_NONLINEAR_PRICE.search(key) and value for key, value in dict(info).items()):
+        return Price(tiered=litellm_model)
+    per_mtok = Decimal(1_000_000)
+    return Price(Decimal(str(input_cost)) * per_mtok, Decimal(str(output_cost)) * per_mtok)
 
 
 def _error_from(exc: Exception, model: str, extra_secrets: tuple[str, ...] = ()) -> LlmError:
@@ -220,6 +264,7 @@ class _Call:
     secrets: tuple[str, ...]
     policy: NetPolicy | None  # a tenant's base URL: names resolved during the call are checked
     trace_parent: Any = None  # the caller's trace context (the call may wait on the event loop)
+    price: Price | None = None  # read before the call (its reservation's), else when it is priced
 
 
 @dataclass
@@ -231,7 +276,7 @@ class Answer:
     latency_ms: int
 
 
-def _prepare(request: LlmRequest, credentials: dict[str, Any] | None) -> _Call:
+def _prepare(request: LlmRequest, credentials: dict[str, Any] | None, price: Price | None = None) -> _Call:
     _litellm()
     provider = provider_of(request.model)
     allowed = (credentials or {}).get("allowed_models") or []
@@ -278,7 +323,7 @@ def _prepare(request: LlmRequest, credentials: dict[str, Any] | None) -> _Call:
         )
     secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
     parent = tracing.current() if tracing.enabled_here() else None
-    return _Call(request, litellm_model, kwargs, secrets, tenant_policy, parent)
+    return _Call(request, litellm_model, kwargs, secrets, tenant_policy, parent, price)
 
 
 @contextlib.contextmanager
@@ -392,7 +437,7 @@ def llm_result(answer: Answer) -> LlmResult:
         provider=provider_of(request.model),
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
-        cost_usd=_cost(request.model, answer.call.litellm_model, prompt_tokens, completion_tokens),
+        cost_usd=(answer.call.price or price_of(request.model)).cost(prompt_tokens, completion_tokens),
         latency_ms=answer.latency_ms,
         tool_calls=tool_calls,
     )
@@ -457,10 +502,13 @@ class _Loop:
 _loop = _Loop()
 
 
-def llm_start(request: LlmRequest, credentials: dict[str, Any] | None = None) -> Future[Answer]:
+def llm_start(
+    request: LlmRequest, credentials: dict[str, Any] | None = None, price: Price | None = None
+) -> Future[Answer]:
     """Starts one completion and returns at once: a future of its ``Answer`` (``llm_result`` prices
-    it), or of an ``LlmError``. The caller keeps its own thread free to watch for cancellation."""
-    return _loop.start(_prepare(request, credentials))
+    it, at ``price`` when the caller has read it already), or of an ``LlmError``. The caller keeps its
+    own thread free to watch for cancellation."""
+    return _loop.start(_prepare(request, credentials, price))
 
 
 # --- quotas: every call reserves its estimate first and settles the real figures after ------------------
@@ -468,7 +516,7 @@ def llm_start(request: LlmRequest, credentials: dict[str, Any] | None = None) ->
 DEFAULT_COMPLETION_ESTIMATE = 1024
 
 
-def llm_estimate(request: LlmRequest) -> tuple[int, Decimal]:
+def llm_estimate(request: LlmRequest, price: Price | None = None) -> tuple[int, Decimal]:
     """Tokens and USD a call may use at most (roughly): the prompt's size plus the completion budget."""
     prompt = len(json.dumps([request.messages, request.tools or []], default=str)) // 4 + 1
     if request.max_tokens is not None:
@@ -477,19 +525,27 @@ def llm_estimate(request: LlmRequest) -> tuple[int, Decimal]:
         completion = ANTHROPIC_DEFAULT_MAX_TOKENS
     else:
         completion = DEFAULT_COMPLETION_ESTIMATE
-    cost = _cost(request.model, _litellm_model(request.model), prompt, completion)
+    cost = (price or price_of(request.model)).cost(prompt, completion)
     return prompt + completion, Decimal(str(cost))
 
 
 def llm_budget_reserve(
-    request: LlmRequest, *, tenant_id: Any, agent_id: Any, own_credentials: bool
+    request: LlmRequest,
+    *,
+    tenant_id: Any,
+    agent_id: Any,
+    own_credentials: bool,
+    price: Price | None = None,
+    entitlement: Entitlement | None = None,
 ) -> Reservation:
     """Holds the call's estimate on the tenant's token quota, platform spend (when Falcon's keys pay)
     and spend caps; a refusal is a non-retryable ``quota_exceeded`` failure that stops the run."""
-    tokens, cost = llm_estimate(request)
+    tokens, cost = llm_estimate(request, price)
     platform = not own_credentials and provider_of(request.model) != "sandbox"
     try:
-        return quota_reserve(tenant_id, tokens=tokens, cost_usd=cost, platform=platform, agent_id=agent_id)
+        return quota_reserve(
+            entitlement or tenant_id, tokens=tokens, cost_usd=cost, platform=platform, agent_id=agent_id
+        )
     except QuotaExceeded as exc:
         raise LlmError(exc.message, code="quota_exceeded", retryable=False) from exc
 

@@ -56,7 +56,12 @@ def step_started_notify(run_id: Any, key: str, step_type: str) -> None:
 
 
 def step_recorded_notify(run_id: Any) -> None:
-    pgnotify.notify(PROGRESS_CHANNEL, str(run_id))
+    pgnotify.notify(*step_recorded_message(run_id))
+
+
+def step_recorded_message(run_id: Any) -> tuple[str, str]:
+    """(channel, payload) of the notification that a run recorded steps (sent by the INSERT itself)."""
+    return PROGRESS_CHANNEL, str(run_id)
 
 
 def streams_stop() -> None:

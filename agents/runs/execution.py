@@ -41,20 +41,20 @@ from agents.runs.payloads import log_safe, public_error_of
 from agents.runs.services import (
     run_enqueue_now,
     run_failure_notify,
-    run_finished_notify,
+    run_finished_message,
     runs_dispatch_tenant,
     runs_running_count,
 )
 from agents.workflows.models import Agent, AgentVersion, Variable
 from billing.plans import Metric
-from billing.quotas import plan_limit
+from billing.quotas import Entitlement, entitlement
 from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, provider_connector
 from falcon import genai_semconv, logs, metrics, sql, tracing
 from falcon.errors import NotFound
-from tenants.models import tenant_lock
+from tenants.models import Tenant, tenant_lock
 
 logger = logging.getLogger(__name__)
 
@@ -176,6 +176,41 @@ def _claim_sql() -> str:
     )
 
 
+@cache
+def _claim_trip_sql() -> str:
+    """The claim as one round trip (PostgreSQL): three statements in one string run as one implicit
+    transaction, each with its own snapshot. The first locks the tenant row; the second, which sees
+    every claim committed before the lock was granted, takes the run if the tenant is below its
+    limit; the third marks the run deferred if it is not (a finishing run of the tenant dispatches
+    it again). The tenant row stays locked for the server's few microseconds, not for Python's
+    round trips between statements (with hundreds of threads waiting for the GIL, claims queued
+    behind a lock whose holder was waiting for its turn to run)."""
+    runs = sql.table(Run)
+    running = f"(SELECT COUNT(*) FROM {runs} WHERE tenant_id = %s AND status = 'running')"  # noqa: S608
+    lock = connection.ops.for_update_sql(no_key=True)
+    return (
+        f"SELECT id FROM {sql.table(Tenant)} WHERE id = %s {lock}; "  # noqa: S608 - names from metadata
+        + _claim_sql().replace(
+            "WHERE id = %s AND status = %s ", f"WHERE id = %s AND status = %s AND {running} < %s "
+        )
+        + f"; UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= %s"  # noqa: S608 - from metadata
+    )
+
+
+def _claim_in_one_trip(run_param: Any, tenant_id: Any, limit: int, now: Any) -> Any:
+    tenant_param = sql.param(Run, "tenant", tenant_id)
+    queued = Run.Status.QUEUED
+    params = [
+        *[tenant_param],
+        *[Run.Status.RUNNING, False, now, now, run_param, queued, tenant_param, limit],
+        *[run_param, queued, tenant_param, limit],
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_trip_sql(), params)
+        cursor.nextset()  # the tenant lock's row
+        return cursor.fetchone()
+
+
 _RUN_FIELDS = tuple(f.name for f in Run._meta.concrete_fields)
 _RUN_ATTNAMES = [f.attname for f in Run._meta.concrete_fields]
 
@@ -188,6 +223,7 @@ class Claimed:
     agent_name: str
     version_number: int
     inline: bool = False
+    entitlement: Entitlement | None = None  # the tenant's plan as the claim read it
 
 
 def run_claim(run_id: Any) -> Run | None:
@@ -209,23 +245,27 @@ def _claim(run_id: Any) -> Claimed | None:
         return None
     tenant_id = state[0]
     now = timezone.now()
-    with transaction.atomic():
-        tenant_lock(tenant_id)
-        running = runs_running_count(tenant_id)
-        if running >= plan_limit(tenant_id, Metric.CONCURRENT_RUNS):
-            # Stays queued, marked so that a finishing run of this tenant dispatches it again.
-            Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)
-            return None
-        row = sql.execute(
-            _claim_sql(),
-            [Run.Status.RUNNING, False, now, now, run_param, Run.Status.QUEUED],
-        )
+    ent = entitlement(tenant_id)
+    limit = ent.limit(Metric.CONCURRENT_RUNS)
+    if connection.vendor == "postgresql":
+        row = _claim_in_one_trip(run_param, tenant_id, limit, now)
+    else:
+        with transaction.atomic():
+            tenant_lock(tenant_id)
+            if runs_running_count(tenant_id) >= limit:
+                # Stays queued, marked so that a finishing run of this tenant dispatches it again.
+                Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)
+                return None
+            row = sql.execute(
+                _claim_sql(),
+                [Run.Status.RUNNING, False, now, now, run_param, Run.Status.QUEUED],
+            )
     if row is None:
         return None
     run = Run.from_db("default", _RUN_ATTNAMES, sql.convert(Run, _RUN_FIELDS, row[: len(_RUN_FIELDS)]))
     if run.enqueued_at is not None:
         metrics.QUEUE_WAIT.labels(run.trigger).observe(max(0.0, (now - run.enqueued_at).total_seconds()))
-    return Claimed(run, row[len(_RUN_FIELDS)], int(row[len(_RUN_FIELDS) + 1]))
+    return Claimed(run, row[len(_RUN_FIELDS)], int(row[len(_RUN_FIELDS) + 1]), entitlement=ent)
 
 
 def _settle_when_done(reservation: Any, future: Future[Answer]) -> None:
@@ -253,9 +293,14 @@ class DatabaseHooks:
     """Checkpoints to StepRun rows; LLM calls without holding a database connection; cancellation."""
 
     CANCEL_CHECK_INTERVAL_S = 1.0
+    # The plan the claim read prices the run's first LLM calls too (one read less per call); a plan
+    # change reaches a run in flight within this many seconds.
+    ENTITLEMENT_REUSE_S = 10.0
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, entitlement: Entitlement | None = None) -> None:
         self.run = run
+        self._entitlement = entitlement
+        self._entitlement_until = time.monotonic() + self.ENTITLEMENT_REUSE_S
         self.claim = run.claims
         self._secrets = llm.known_secrets()
         # The claim has just read the run's state: the first check is due a second from now.
@@ -333,11 +378,11 @@ class DatabaseHooks:
             # No savepoint: inside an inline delivery's transaction nothing else can conflict, and a
             # worker's claim is not inside one.
             # An inline run commits with its delivery: nobody can watch it.
-            watched = notify and not connection.in_atomic_block
-            with transaction.atomic(savepoint=False):
+            if notify and not connection.in_atomic_block:
+                # One statement: the rows and the notification that wakes open streams to read them.
+                sql.insert_notify(rows, *events.step_recorded_message(self.run.pk))
+            else:
                 sql.insert(rows)
-                if watched:
-                    events.step_recorded_notify(self.run.pk)  # open streams read the new records
         except IntegrityError as exc:
             # Another worker already recorded one of these steps as succeeded: this claim lost the run.
             raise RunCancelled() from exc
@@ -390,18 +435,21 @@ class DatabaseHooks:
 
     def llm(self, request: LlmRequest) -> LlmResult:
         credentials = self._llm_credentials(request)
+        price = llm.price_of(request.model)  # the reservation and the answer priced alike, read once
         reservation = llm.llm_budget_reserve(
             request,
             tenant_id=self.run.tenant_id,
             agent_id=self.run.agent_id,
             own_credentials=credentials is not None,
+            price=price,
+            entitlement=self._entitlement if time.monotonic() < self._entitlement_until else None,
         )
         # Release the database connection for the seconds the provider takes (see the module docstring).
         if not connection.in_atomic_block:
             connection.close()
         try:
             with tracing.within(self.trace_parent):  # the chat span's parent, from any engine thread
-                future = llm.llm_start(request, credentials)
+                future = llm.llm_start(request, credentials, price)
         except BaseException:
             llm.llm_budget_settle(reservation, None)
             raise
@@ -666,7 +714,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
         completed = {key: output for key, status, output in done if status == StepRun.Status.SUCCEEDED}
         skipped = {key for key, status, _ in done if status == StepRun.Status.SKIPPED}
         remaining = max(0.0, spec.timeout_s - run.active_seconds)
-        hooks = DatabaseHooks(run)
+        hooks = DatabaseHooks(run, entitlement=claimed.entitlement)
         env = (
             dict(Variable.objects.filter(tenant_id=run.tenant_id).values_list("name", "value"))
             if version_uses_env(run.version_id)
@@ -758,12 +806,16 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
             error=public_error_of(outcome.error, hooks._secrets),
             output=log_safe(outcome.output, secrets=hooks._secrets),
         )
+    where = "id = %s AND status = %s AND claims = %s"
+    where_params = [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims]
+    told = status != "waiting" and not claimed.inline  # whoever waits for the run is woken
     updated = sql.update(
         Run,
         fields,
-        "id = %s AND status = %s AND claims = %s",
-        [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims],
+        where,
+        where_params,
         add={"active_seconds": elapsed},
+        notify=run_finished_message(run.pk) if told else None,  # sent by the UPDATE itself
     )
     if updated:
         metrics.RUN_DURATION.labels(status).observe(elapsed)
@@ -776,8 +828,7 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
             elapsed * 1000,
             extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "trigger": run.trigger},
         )
-    if updated and status != "waiting" and not claimed.inline:
-        run_finished_notify(run.pk)
+    if updated and told:
         runs_dispatch_tenant(run.tenant_id)  # an inline run never held a slot: it frees none
     if updated and status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
         run.status, run.error = status, outcome.error

@@ -325,7 +325,12 @@ def finished_listener() -> pgnotify.Listener:
 
 def run_finished_notify(run_id: Any) -> None:
     """Wakes whoever waits for this run (``run_wait``), when the caller's transaction commits."""
-    pgnotify.notify(RUN_FINISHED_CHANNEL, str(run_id))
+    pgnotify.notify(*run_finished_message(run_id))
+
+
+def run_finished_message(run_id: Any) -> tuple[str, str]:
+    """(channel, payload) of the notification that a run finished (``sql.update(notify=…)`` sends it)."""
+    return RUN_FINISHED_CHANNEL, str(run_id)
 
 
 def run_failure_notify(run: Run) -> None:

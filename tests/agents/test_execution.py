@@ -47,10 +47,57 @@ def test_per_tenant_concurrency_keeps_excess_runs_queued(agent, world):
     second, _ = run_start(agent=agent, input={}, actor=SYSTEM)
     assert run_claim(first.pk) is not None
     assert run_claim(second.pk) is None
-    assert Run.objects.get(pk=second.pk).status == "queued"
+    refused = Run.objects.get(pk=second.pk)
+    assert refused.status == "queued"
+    assert refused.deferred  # a finishing run of the tenant dispatches it again
     Run.objects.filter(pk=first.pk).update(status="succeeded")
     assert run_execute(second.pk) == "succeeded"
     assert Run.objects.get(pk=second.pk).output == 42
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_counts_the_runs_claimed_while_it_waited_for_the_tenant_lock(agent, world):
+    """Another claim holds the tenant's lock and takes the last slot; the claim waiting for the lock
+    must see that slot taken once the lock is granted (counted after the lock, not before), and
+    leave its run queued and deferred."""
+    import threading
+
+    import psycopg
+    from django.db import connection, transaction
+
+    from tenants.models import tenant_lock
+
+    plan_set(tenant=world.tenant_a, plan="enterprise", overrides={"concurrent_runs": 1}, actor=SYSTEM)
+    waiting, _ = run_start(agent=agent, input={}, actor=SYSTEM, enqueue=False)
+    other, _ = run_start(agent=agent, input={}, actor=SYSTEM, enqueue=False)
+    outcome: list = []
+
+    def claim() -> None:
+        try:
+            outcome.append(run_claim(waiting.pk))
+        finally:
+            connection.close()
+
+    settings = connection.settings_dict
+    observer = psycopg.connect(
+        host=settings["HOST"], port=settings["PORT"], user=settings["USER"], dbname=settings["NAME"],
+        autocommit=True,
+    )  # fmt: skip
+    thread = threading.Thread(target=claim)
+    with transaction.atomic():
+        tenant_lock(world.tenant_a.pk)
+        Run.objects.filter(pk=other.pk).update(status="running")
+        thread.start()
+        while not observer.execute(  # the claim is now waiting for the tenant row
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = %s",
+            [settings["NAME"]],
+        ).fetchone():
+            assert thread.is_alive(), outcome
+    thread.join(timeout=30)
+    observer.close()
+    assert outcome == [None]
+    refused = Run.objects.get(pk=waiting.pk)
+    assert (refused.status, refused.deferred) == ("queued", True)
 
 
 def test_sweeper_requeues_orphans_then_gives_up(agent, settings):

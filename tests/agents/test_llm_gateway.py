@@ -105,3 +105,60 @@ def test_a_tenant_base_url_is_never_called_on_the_event_loop():
     assert call.policy is PUBLIC_ONLY
     with pytest.raises(ValueError, match="network policy"):
         asyncio.run(gateway._call_async(call))
+
+
+def test_litellm_prices_are_read_once_per_model_and_match_litellm_per_call(monkeypatch):
+    """Per-model rates from LiteLLM's map (asked once) price every call as LiteLLM itself would; models
+    whose price depends on the call's size are still priced by LiteLLM on each call."""
+    import random
+
+    import litellm
+
+    from agents.llm.gateway import _litellm_price, price_of
+
+    models = [
+        name
+        for name, info in litellm.model_cost.items()
+        if info.get("litellm_provider") in {"openai", "anthropic", "gemini"} and info.get("mode") == "chat"
+    ]
+    assert len(models) > 50
+    rng = random.Random(15)
+    linear = tiered = 0
+    for name in models:
+        model = name if "/" in name else f"{litellm.model_cost[name]['litellm_provider']}/{name}"
+        price = price_of(model)
+        if price.unpriced is not None:
+            continue
+        linear += price.tiered is None
+        tiered += price.tiered is not None
+        for prompt, completion in [(rng.randint(0, 300_000), rng.randint(0, 20_000)) for _ in range(3)]:
+            expected = sum(
+                litellm.cost_per_token(model=model, prompt_tokens=prompt, completion_tokens=completion)
+            )
+            assert price.cost(prompt, completion) == pytest.approx(expected, rel=1e-9, abs=1e-12), model
+    assert linear > 50
+    assert tiered > 0
+
+    def asked(**_):
+        raise AssertionError("LiteLLM's cost map was read for a model whose rates are known")
+
+    monkeypatch.setattr(litellm, "cost_per_token", asked)
+    assert price_of("openai/gpt-4o-mini").cost(1_000_000, 0) == pytest.approx(
+        float(_litellm_price("openai/gpt-4o-mini").input_usd_per_mtok)
+    )
+
+
+def test_one_price_read_prices_the_reservation_and_the_answer(llm, django_assert_num_queries):
+    from agents.llm.gateway import llm_estimate, price_of
+
+    ModelPrice.objects.create(model="openai/priced-once", input_usd_per_mtok=3, output_usd_per_mtok=9)
+    with django_assert_num_queries(1):
+        price = price_of("openai/priced-once")
+    with django_assert_num_queries(0):
+        tokens, cost = llm_estimate(
+            LlmRequest(
+                model="openai/priced-once", messages=[{"role": "user", "content": "x"}], max_tokens=1000
+            ),
+            price,
+        )
+    assert cost == Decimal(str((3 * (tokens - 1000) + 9 * 1000) / 1_000_000))
