@@ -236,8 +236,10 @@ def _claim(run_id: Any) -> Claimed | None:
 
     The tenant row is locked while counting its running runs, so concurrent claims cannot exceed the
     per-tenant concurrency limit; the conditional UPDATE makes a second delivery of the same task a no-op.
-    Every claim takes this path: five short statements written by hand (``falcon.sql``), the claimed
-    run returned by the UPDATE itself with its agent's name and its version's number.
+    Every claim takes this path: three round trips on PostgreSQL (the run's state, the tenant's plan,
+    then lock, claim and deferral together: ``_claim_trip_sql``), the claimed run returned by the
+    UPDATE itself with its agent's name and its version's number; on SQLite the same statements one by
+    one under its database lock.
     """
     run_param = sql.param(Run, "id", run_id)
     state = sql.select_one(Run, ("tenant", "status"), "id = %s", [run_param])
