@@ -104,14 +104,7 @@ def subject_export(*, tenant: Tenant, identifier: str, actor: Actor) -> dict[str
     kept = mentions.filter(Q(_t__icontains=identifier) | Q(target_id__iexact=identifier)).count()
     counts = {name: len(rows) for name, rows in found.items()}
     with transaction.atomic():
-        audit_record(
-            tenant=tenant,
-            actor=actor,
-            action="subject.exported",
-            target_type="data_subject",
-            target_id=_fingerprint(identifier)[:32],
-            after={"identifier_sha256": _fingerprint(identifier), **counts},
-        )
+        _audit_subject(tenant, actor, "subject.exported", identifier, counts)
     return {
         "tenant": tenant.slug,
         "identifier": identifier,
@@ -147,12 +140,20 @@ def subject_erase(*, tenant: Tenant, identifier: str, actor: Actor) -> dict[str,
                 source.model.objects.filter(pk=row.pk).update(**changes)  # type: ignore[attr-defined]
                 erased += 1
         counts[source.name] = erased
+    _audit_subject(tenant, actor, "subject.erased", identifier, counts)
+    return counts
+
+
+def _audit_subject(
+    tenant: Tenant, actor: Actor, action: str, identifier: str, counts: dict[str, int]
+) -> None:
+    """A data subject request on the tenant's chain: the identifier only as its fingerprint."""
+    fingerprint = _fingerprint(identifier)
     audit_record(
         tenant=tenant,
         actor=actor,
-        action="subject.erased",
+        action=action,
         target_type="data_subject",
-        target_id=_fingerprint(identifier)[:32],
-        after={"identifier_sha256": _fingerprint(identifier), **counts},
+        target_id=fingerprint[:32],
+        after={"identifier_sha256": fingerprint, **counts},
     )
-    return counts
