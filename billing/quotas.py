@@ -13,6 +13,7 @@ from __future__ import annotations
 import calendar
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
@@ -87,7 +88,8 @@ def usage_period(anchor: datetime, now: datetime) -> tuple[datetime, datetime]:
     return start, _add_months(anchor, months + 1)
 
 
-_SUBSCRIPTION = (
+# What the plan is read from, in this order (``entitlement_of`` takes a row of them read elsewhere).
+SUBSCRIPTION_FIELDS = (
     "plan",
     "status",
     "overrides",
@@ -111,10 +113,16 @@ def entitlement(tenant: Tenant | Any, *, now: datetime | None = None) -> Entitle
     costs more than the query), and the effective plan memoised by its plan code and overrides.
     """
     tenant_id = tenant.pk if isinstance(tenant, Tenant) else tenant
-    now = now or timezone.now()
     row = sql.select_one(
-        Subscription, _SUBSCRIPTION, "tenant_id = %s", [sql.param(Subscription, "tenant", tenant_id)]
+        Subscription, SUBSCRIPTION_FIELDS, "tenant_id = %s", [sql.param(Subscription, "tenant", tenant_id)]
     )
+    return entitlement_of(tenant_id, row, now=now)
+
+
+def entitlement_of(tenant_id: Any, row: Sequence[Any] | None, *, now: datetime | None = None) -> Entitlement:
+    """The plan from a subscription row a caller read with its own statement (``SUBSCRIPTION_FIELDS``,
+    converted; None when the tenant has no subscription)."""
+    now = now or timezone.now()
     if row is None:
         start, end = usage_period(CALENDAR_ANCHOR, now)
         return Entitlement(tenant_id, plan_get("free"), Subscription.Status.ACTIVE, start, end)

@@ -19,6 +19,22 @@ from django.db import connection, models
 Converter = Callable[[Any, Any, Any], Any]
 M = TypeVar("M", bound=models.Model)
 
+# psycopg parses a statement's placeholders (a regular expression over the whole text) once per text
+# and caches the result, but not for statements with more than 50 parameters: ORMs make too many
+# shapes of those (psycopg discussion #628). Ours have few shapes, and a run's finishing statement
+# (its outcome with its last steps, ~80 parameters) was parsed again on every run: ~14 % of a worker's
+# CPU on a three-step run. The cache keeps its other bounds (128 texts of at most 4096 bytes), so
+# raising this one costs at most half a megabyte. tests/test_sql.py checks that the cache is used.
+STATEMENT_CACHE_MAX_PARAMS = 200
+try:
+    from psycopg import _queries as _psycopg_queries
+except ImportError:  # pragma: no cover - psycopg is a dependency; SQLite alone does not need it
+    pass
+else:
+    _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = max(
+        _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS, STATEMENT_CACHE_MAX_PARAMS
+    )
+
 
 def field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
     found = model._meta.get_field(name)
@@ -157,21 +173,55 @@ def update(
     ``notify`` (channel, payload): a ``pg_notify`` sent by the same statement when it changed a row
     (PostgreSQL; one round trip less), delivered when it commits.
     """
+    return update_with(model, values, where, params, add=add, notify=notify)[0]
+
+
+def update_with(
+    model: type[models.Model],
+    values: dict[str, Any],
+    where: str,
+    params: Sequence[Any],
+    *,
+    add: dict[str, Any] | None = None,
+    notify: tuple[str, str] | None = None,
+    insert_rows: Sequence[models.Model] = (),
+    exists: tuple[str, Sequence[Any]] | None = None,
+) -> tuple[int, bool]:
+    """``update`` that also inserts ``insert_rows`` (rows of another model, e.g. a run's last steps with its
+    outcome) and answers ``exists`` (``(query, params)``: whether the query finds a row, in the
+    statement's snapshot): one
+    statement on PostgreSQL (one round trip and one commit, all or nothing), one after the other
+    elsewhere. Returns (rows changed, the condition's answer; False without one)."""
     add = add or {}
     prepared = [field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
     statement = _update_sql(model, tuple(values), tuple(add), where)
     all_params = [*prepared, *add.values(), *params]
-    if notify is not None and connection.vendor == "postgresql":
-        statement = (
-            f"WITH changed AS ({statement} RETURNING 1), told AS (SELECT pg_notify(%s, %s) FROM changed) "  # noqa: S608
-            "SELECT (SELECT count(*) FROM changed), (SELECT count(*) FROM told)"
-        )
+    if connection.vendor == "postgresql" and (notify is not None or insert_rows or exists is not None):
+        ctes, before = [f"changed AS ({statement} RETURNING 1)"], []
+        answers = ["(SELECT count(*) FROM changed)"]
+        if insert_rows:
+            ctes.insert(0, f"inserted AS ({_insert_sql(type(insert_rows[0]), len(insert_rows), '')})")
+            before = insert_params(insert_rows)
+        if notify is not None:
+            ctes.append("told AS (SELECT pg_notify(%s, %s) FROM changed)")
+            answers.append("(SELECT count(*) FROM told)")  # a CTE nobody reads would not run
+            all_params += notify
+        if exists is not None:
+            answers.append(f"EXISTS ({exists[0]})")
+            all_params += exists[1]
         with connection.cursor() as cursor:
-            cursor.execute(statement, [*all_params, *notify])
-            return int(cursor.fetchone()[0])
+            cursor.execute(f"WITH {', '.join(ctes)} SELECT {', '.join(answers)}", [*before, *all_params])
+            row = cursor.fetchone()
+        return int(row[0]), bool(exists is not None and row[-1])
+    insert(insert_rows)
     with connection.cursor() as cursor:
         cursor.execute(statement, all_params)
-        return int(cursor.rowcount)
+        changed = int(cursor.rowcount)
+        found = False
+        if exists is not None:
+            cursor.execute(f"SELECT EXISTS ({exists[0]})", list(exists[1]))
+            found = bool(cursor.fetchone()[0])
+    return changed, found
 
 
 @cache

@@ -39,6 +39,7 @@ from agents.runs import events
 from agents.runs.models import Run, StepRun
 from agents.runs.payloads import log_safe, public_error_of
 from agents.runs.services import (
+    deferred_query,
     run_enqueue_now,
     run_failure_notify,
     run_finished_message,
@@ -46,8 +47,9 @@ from agents.runs.services import (
     runs_running_count,
 )
 from agents.workflows.models import Agent, AgentVersion, Variable
+from billing.models import Subscription
 from billing.plans import Metric
-from billing.quotas import Entitlement, entitlement
+from billing.quotas import SUBSCRIPTION_FIELDS, Entitlement, entitlement_of
 from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
@@ -177,6 +179,19 @@ def _claim_sql() -> str:
 
 
 @cache
+def _state_sql() -> str:
+    """The run's tenant and state, and its tenant's subscription (the plan sets the concurrency limit):
+    one read before the claim."""
+    subscription = ", ".join(f"s.{sql.column(Subscription, name)}" for name in SUBSCRIPTION_FIELDS)
+    tenant, run_tenant = sql.column(Subscription, "tenant"), sql.column(Run, "tenant")
+    return (
+        f"SELECT r.{run_tenant}, r.{sql.column(Run, 'status')}, s.{tenant}, {subscription} "  # noqa: S608
+        f"FROM {sql.table(Run)} r LEFT JOIN {sql.table(Subscription)} s ON s.{tenant} = r.{run_tenant} "
+        "WHERE r.id = %s"
+    )
+
+
+@cache
 def _claim_trip_sql() -> str:
     """The claim as one round trip (PostgreSQL): three statements in one string run as one implicit
     transaction, each with its own snapshot. The first locks the tenant row; the second, which sees
@@ -236,18 +251,22 @@ def _claim(run_id: Any) -> Claimed | None:
 
     The tenant row is locked while counting its running runs, so concurrent claims cannot exceed the
     per-tenant concurrency limit; the conditional UPDATE makes a second delivery of the same task a no-op.
-    Every claim takes this path: three round trips on PostgreSQL (the run's state, the tenant's plan,
-    then lock, claim and deferral together: ``_claim_trip_sql``), the claimed run returned by the
+    Every claim takes this path: two round trips on PostgreSQL (the run's state with the tenant's
+    plan, then lock, claim and deferral together: ``_claim_trip_sql``), the claimed run returned by the
     UPDATE itself with its agent's name and its version's number; on SQLite the same statements one by
     one under its database lock.
     """
     run_param = sql.param(Run, "id", run_id)
-    state = sql.select_one(Run, ("tenant", "status"), "id = %s", [run_param])
+    with connection.cursor() as cursor:
+        cursor.execute(_state_sql(), [run_param])
+        state = cursor.fetchone()
     if state is None or state[1] != Run.Status.QUEUED:
         return None
-    tenant_id = state[0]
+    tenant_id = sql.convert(Run, ("tenant",), state[:1])[0]
     now = timezone.now()
-    ent = entitlement(tenant_id)
+    # No subscription row (the join found none): the Free plan.
+    subscription = None if state[2] is None else sql.convert(Subscription, SUBSCRIPTION_FIELDS, state[3:])
+    ent = entitlement_of(tenant_id, subscription, now=now)
     limit = ent.limit(Metric.CONCURRENT_RUNS)
     if connection.vendor == "postgresql":
         row = _claim_in_one_trip(run_param, tenant_id, limit, now)
@@ -369,11 +388,25 @@ class DatabaseHooks:
         self._save(rows)
 
     def flush(self) -> None:
-        """Saves the batched pure steps (the run is ending: its finish wakes the streams)."""
+        """Saves the batched pure steps now (a run handed back to the queue keeps them)."""
         with self._lock:
             rows, self._pending = self._pending, []
         if rows:
             self._save(rows, notify=False)
+
+    def take_pending(self) -> list[StepRun]:
+        """The batched pure steps, counted in the totals, for the run's finishing statement to insert
+        with the outcome (one round trip; it wakes the streams)."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+            self._count(rows)
+        return rows
+
+    def _count(self, rows: list[StepRun]) -> None:
+        for row in rows:
+            self.totals[0] += row.prompt_tokens
+            self.totals[1] += row.completion_tokens
+            self.totals[2] += row.cost_usd
 
     def _save(self, rows: list[StepRun], notify: bool = True) -> None:
         try:
@@ -389,10 +422,7 @@ class DatabaseHooks:
             # Another worker already recorded one of these steps as succeeded: this claim lost the run.
             raise RunCancelled() from exc
         with self._lock:
-            for row in rows:
-                self.totals[0] += row.prompt_tokens
-                self.totals[1] += row.completion_tokens
-                self.totals[2] += row.cost_usd
+            self._count(rows)
 
     def cancelled(self) -> bool:
         """The engine asks at each step boundary: a stopping worker hands the run back here."""
@@ -740,8 +770,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
             },
         )
         try:
-            outcome = runner.run()
-            hooks.flush()
+            outcome = runner.run()  # the batched pure steps are inserted by the finishing statement
         except RunCancelled:
             outcome = RunOutcome(
                 "cancelled", error={"code": "cancelled", "message": "The run was cancelled.", "step": ""}
@@ -772,21 +801,11 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
 
 
 def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> str | None:
+    """Records the outcome, the batched pure steps and (for a worker's run) the notification that wakes
+    whoever waits for it, in one statement that also tells whether a run of the tenant waits for the
+    slot this one frees."""
     run = claimed.run
     now = timezone.now()
-    if run.claims == 1:
-        prompt, completion, cost = hooks.totals
-    else:  # earlier claims recorded steps too
-        totals = StepRun.objects.filter(run=run).aggregate(
-            p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost_usd")
-        )
-        prompt, completion, cost = totals["p"] or 0, totals["c"] or 0, totals["cost"] or Decimal(0)
-    fields: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost}
-    if hooks.prompts_used:
-        fields["prompt_versions"] = [
-            *[p for p in run.prompt_versions if p not in hooks.prompts_used],
-            *hooks.prompts_used,
-        ]
     status = outcome.status
     if status == "cancelled" and hooks.handback:
         return _hand_back(claimed, elapsed, hooks)
@@ -794,6 +813,22 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
         state = Run.objects.filter(pk=run.pk).values_list("status", "claims").first()
         if state and (state[0] != Run.Status.RUNNING or state[1] != run.claims):
             return None  # the sweeper handed the run to another claim: that claim finishes it
+    steps = hooks.take_pending()
+    if run.claims == 1:
+        prompt, completion, cost = hooks.totals
+    else:  # earlier claims recorded steps too
+        totals = StepRun.objects.filter(run=run).aggregate(
+            p=Sum("prompt_tokens"), c=Sum("completion_tokens"), cost=Sum("cost_usd")
+        )
+        prompt = (totals["p"] or 0) + sum(row.prompt_tokens for row in steps)
+        completion = (totals["c"] or 0) + sum(row.completion_tokens for row in steps)
+        cost = (totals["cost"] or Decimal(0)) + sum((row.cost_usd for row in steps), Decimal(0))
+    fields: dict[str, Any] = {"prompt_tokens": prompt, "completion_tokens": completion, "cost_usd": cost}
+    if hooks.prompts_used:
+        fields["prompt_versions"] = [
+            *[p for p in run.prompt_versions if p not in hooks.prompts_used],
+            *hooks.prompts_used,
+        ]
     if status == "waiting":
         fields.update(
             status=Run.Status.WAITING,
@@ -811,14 +846,20 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
     where = "id = %s AND status = %s AND claims = %s"
     where_params = [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims]
     told = status != "waiting" and not claimed.inline  # whoever waits for the run is woken
-    updated = sql.update(
-        Run,
-        fields,
-        where,
-        where_params,
-        add={"active_seconds": elapsed},
-        notify=run_finished_message(run.pk) if told else None,  # sent by the UPDATE itself
-    )
+    try:
+        updated, deferred = sql.update_with(
+            Run,
+            fields,
+            where,
+            where_params,
+            add={"active_seconds": elapsed},
+            notify=run_finished_message(run.pk) if told else None,  # sent by the UPDATE itself
+            insert_rows=steps,
+            exists=deferred_query(run.tenant_id) if told else None,
+        )
+    except IntegrityError:
+        # Another claim already recorded one of these steps as succeeded: the run is that claim's.
+        return None
     if updated:
         metrics.RUN_DURATION.labels(status).observe(elapsed)
         if status != "waiting":
@@ -830,8 +871,8 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
             elapsed * 1000,
             extra={"status": status, "duration_ms": round(elapsed * 1000, 1), "trigger": run.trigger},
         )
-    if updated and told:
-        runs_dispatch_tenant(run.tenant_id)  # an inline run never held a slot: it frees none
+    if updated and deferred:  # an inline run never held a slot: it frees none
+        runs_dispatch_tenant(run.tenant_id)
     if updated and status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
         run.status, run.error = status, outcome.error
         try:

@@ -366,6 +366,12 @@ _DEFERRED_SQL = (
 _RUNNING_SQL = f"SELECT COUNT(*) FROM {Run._meta.db_table} WHERE tenant_id = %s AND status = 'running'"  # noqa: S608
 
 
+def deferred_query(tenant_id: Any) -> tuple[str, list[Any]]:
+    """(query, params) finding a run of the tenant that waits for a concurrency slot: a finishing run
+    asks it in its own statement (``sql.update_with``) and dispatches only when it finds one."""
+    return _DEFERRED_SQL, [sql.param(Run, "tenant", tenant_id), True]
+
+
 def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
     """Enqueues a tenant's queued runs that have no task on the way, as far as its limit allows.
 
@@ -373,7 +379,7 @@ def runs_dispatch_tenant(tenant_id: Any, *, lost_before: Any = None) -> int:
     runs queued so long ago that their task must have been lost. Fresh queued runs already have a task:
     dispatching them again would only make claims fail (and flood the broker under a backlog).
     """
-    if lost_before is None and not sql.execute(_DEFERRED_SQL, [sql.param(Run, "tenant", tenant_id), True]):
+    if lost_before is None and not sql.execute(*deferred_query(tenant_id)):
         return 0  # the common case after a run finishes: nobody is waiting for its slot
     running = runs_running_count(tenant_id)
     room = plan_limit(tenant_id, Metric.CONCURRENT_RUNS) - running

@@ -7,12 +7,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from agents.models import Run
-from agents.runs.execution import run_claim, run_execute
+from agents.models import Run, StepRun
+from agents.runs.execution import DatabaseHooks, run_claim, run_execute
 from agents.runs.services import run_start, runs_sweep
 from agents.workflows.services import agent_create, version_publish
 from billing.services import plan_set
 from tenants.audit import Actor
+from tests.agents.helpers import published_agent
 
 pytestmark = pytest.mark.django_db
 
@@ -21,17 +22,9 @@ SYSTEM = Actor.system("tests")
 
 @pytest.fixture
 def agent(world):
-    created = agent_create(
-        tenant=world.tenant_a,
-        name="calc",
-        description="",
-        actor=SYSTEM,
-        created_by=None,
-        definition={"steps": [{"id": "s", "type": "transform", "value": "{{ 6 * 7 }}"}]},
+    return published_agent(
+        world.tenant_a, {"steps": [{"id": "s", "type": "transform", "value": "{{ 6 * 7 }}"}]}
     )
-    version_publish(version=created.versions.get(), actor=SYSTEM)
-    created.refresh_from_db()
-    return created
 
 
 def test_a_run_is_claimed_once(agent):
@@ -197,3 +190,65 @@ def test_run_wait_wakes_when_the_finishing_transaction_commits(agent):
     # Woken by the notification, not by the fallback re-read a second after registering.
     assert woke - finished_at[0] < 0.5
     assert woke - started < 0.95
+
+
+THREE_PURE_STEPS = {
+    "steps": [
+        {"id": "a", "type": "transform", "value": "{{ input.n }}"},
+        {"id": "b", "type": "transform", "value": "{{ steps.a.output * 2 }}"},
+        {"id": "c", "type": "transform", "value": {"result": "{{ steps.b.output + 1 }}"}},
+    ]
+}
+
+
+@pytest.fixture
+def three_steps(world):
+    return published_agent(world.tenant_a, THREE_PURE_STEPS, name="three")
+
+
+def test_a_worker_executes_a_run_of_pure_steps_in_three_statements(three_steps, django_assert_num_queries):
+    """The run's state with its tenant's plan, the claim, then the steps, the outcome and the question
+    whether a run waits for the freed slot: one statement (decision 0013)."""
+    run_execute(run_start(agent=three_steps, input={"n": 1}, actor=SYSTEM)[0].pk)  # parses the spec once
+    run, _ = run_start(agent=three_steps, input={"n": 20}, actor=SYSTEM)
+    with django_assert_num_queries(3):
+        assert run_execute(run.pk) == "succeeded"
+    done = Run.objects.get(pk=run.pk)
+    assert (done.status, done.output, done.claims) == ("succeeded", {"result": 41}, 1)
+    steps = list(done.steps.order_by("key").values_list("key", "status", "output"))
+    assert steps == [("a", "succeeded", 20), ("b", "succeeded", 40), ("c", "succeeded", {"result": 41})]
+
+
+def test_a_finishing_run_dispatches_the_run_waiting_for_its_slot(three_steps, world, monkeypatch):
+    plan_set(tenant=world.tenant_a, plan="enterprise", overrides={"concurrent_runs": 1}, actor=SYSTEM)
+    first, _ = run_start(agent=three_steps, input={"n": 1}, actor=SYSTEM)
+    waiting, _ = run_start(agent=three_steps, input={"n": 2}, actor=SYSTEM)
+    Run.objects.filter(pk=waiting.pk).update(deferred=True)  # a claim found the tenant at its limit
+    sent: list[str] = []
+    monkeypatch.setattr("agents.runs.services.run_enqueue_now", lambda run_id: sent.append(str(run_id)))
+    assert run_execute(first.pk) == "succeeded"
+    assert sent == [str(waiting.pk)]
+    assert Run.objects.get(pk=waiting.pk).deferred is False
+    sent.clear()
+    assert run_execute(waiting.pk) == "succeeded"
+    assert sent == []  # nobody waits: nothing dispatched
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claim_that_lost_its_run_records_neither_its_steps_nor_an_outcome(three_steps, monkeypatch):
+    """Another claim recorded one of the run's steps as succeeded meanwhile (the sweeper had handed the
+    run on): the finishing statement fails as a whole, no duplicate step, no outcome written."""
+    run, _ = run_start(agent=three_steps, input={"n": 3}, actor=SYSTEM)
+    take_pending = DatabaseHooks.take_pending
+
+    def raced(hooks: DatabaseHooks) -> list[StepRun]:
+        StepRun.objects.create(
+            tenant_id=run.tenant_id, run=run, key="b", step_id="b", step_type="transform", kind="step",
+            attempt=1, claim=hooks.claim + 1, status="succeeded", output=6,
+        )  # fmt: skip
+        return take_pending(hooks)
+
+    monkeypatch.setattr(DatabaseHooks, "take_pending", raced)
+    assert run_execute(run.pk) is None
+    assert Run.objects.get(pk=run.pk).status == "running"  # not finished by the claim that lost it
+    assert list(StepRun.objects.filter(run=run).values_list("key", "claim")) == [("b", 2)]

@@ -28,6 +28,7 @@ from billing.quotas import (
 from billing.services import agent_spend_cap_set, plan_set, spend_cap_set
 from tenants.audit import Actor
 from tenants.models import AuditEvent
+from tests.agents.helpers import published_agent
 
 SYSTEM = Actor.system("tests")
 
@@ -141,17 +142,9 @@ def test_settling_replaces_the_estimate_with_the_real_figures(world):
 
 @pytest.fixture
 def published(world):
-    agent = agent_create(
-        tenant=world.tenant_a,
-        name="calc",
-        description="",
-        actor=SYSTEM,
-        created_by=None,
-        definition={"steps": [{"id": "s", "type": "transform", "value": "{{ 6 * 7 }}"}]},
+    return published_agent(
+        world.tenant_a, {"steps": [{"id": "s", "type": "transform", "value": "{{ 6 * 7 }}"}]}
     )
-    version_publish(version=agent.versions.get(), actor=SYSTEM)
-    agent.refresh_from_db()
-    return agent
 
 
 @pytest.mark.django_db
