@@ -84,6 +84,7 @@ BENCH_ENV := $(filter-out DATABASE_URL=%,$(TEST_ENV)) DATABASE_URL=postgres://fa
 
 bench: venv services
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.engine_overhead
+	$(BENCH_ENV) $(VENV_PY) -m benchmarks.queue_drain
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.io_concurrency
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.llm_step_cpu
 	$(BENCH_ENV) $(VENV_PY) -m benchmarks.webhooks

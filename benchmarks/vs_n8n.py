@@ -19,7 +19,7 @@ Both sides use the same fake OpenAI server (the anchor's ``fake_openai.py``, 50 
 
     python -m benchmarks.vs_n8n [seconds per level] [warm-up seconds]
     env: N8N_BENCH=/tmp/n8nbench  CONCS="1 8 32"  WORKFLOWS="A B"  WEB_WORKERS=2  WEB_THREADS=16
-         WORKER_THREADS=64
+         WORKERS=1  WORKER_THREADS=64
 """
 
 from __future__ import annotations
@@ -176,8 +176,10 @@ def start_falcon(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes
     return process
 
 
-def start_worker(extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return common.start_worker(int(os.environ.get("WORKER_THREADS", "64")), extra_env)
+def start_workers(extra_env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
+    """WORKERS worker processes (default 1) of WORKER_THREADS threads each."""
+    threads = int(os.environ.get("WORKER_THREADS", "64"))
+    return [common.start_worker(threads, extra_env) for _ in range(int(os.environ.get("WORKERS", "1")))]
 
 
 def webhook(agent: Any, *, sync: bool) -> tuple[str, dict[str, str]]:
@@ -254,7 +256,7 @@ def main() -> None:
     n8n_pid = int((bench / "n8n.pid").read_text())
     inline = start_falcon(FALCON_PORT, {})
     queued = start_falcon(FALCON_QUEUED_PORT, {"FALCON_WEBHOOK_INLINE_MAX_STEPS": "0"})
-    worker = start_worker({})
+    workers = start_workers({})
     rows: list[str] = []
     try:
         time.sleep(3)
@@ -279,7 +281,7 @@ def main() -> None:
                     url = f"http://127.0.0.1:{port}{path}"
                     wrk(url, c, warmup, headers)
                     drain(agents[w])
-                    pids = [inline.pid, queued.pid, worker.pid]
+                    pids = [inline.pid, queued.pid, *[w.pid for w in workers]]
                     cpu0 = sum(tree_cpu(p) for p in pids)
                     since = timezone.now()
                     result = wrk(url, c, seconds, headers)
@@ -308,9 +310,9 @@ def main() -> None:
                     )
                     print(rows[-1], flush=True)
     finally:
-        for process in (inline, queued, worker):
+        for process in (inline, queued, *workers):
             process.terminate()
-        for process in (inline, queued, worker):
+        for process in (inline, queued, *workers):
             process.wait(timeout=60)
         stop_pidfile(bench / "n8n.pid")
         stop_pidfile(bench / "fake.pid")
