@@ -8,7 +8,7 @@ from django.core.mail import send_mail
 from django.db import transaction
 
 from billing import registry
-from falcon.celery import app as celery_app
+from falcon.celery import enqueue
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
 from tenants.permissions import Role
@@ -18,7 +18,7 @@ NOTIFY_TASK = "billing.tasks.billing_notify_task"
 
 def notify_people(tenant_id: Any, subject: str, body: str) -> None:
     """E-mails the tenant's owners and admins once the transaction commits (through Celery)."""
-    transaction.on_commit(lambda: celery_app.send_task(NOTIFY_TASK, args=(str(tenant_id), subject, body)))
+    transaction.on_commit(lambda: enqueue(NOTIFY_TASK, str(tenant_id), subject, body))
 
 
 def billing_notify(tenant_id: Any, subject: str, body: str) -> int:

@@ -18,7 +18,7 @@ from billing.alerts import notify_people
 from billing.models import AgentSpendCap, MeterReport, StripeEvent, Subscription, UsageCounter
 from billing.plans import METERED, PLANS, Metric, overrides_problems, plan_get
 from billing.quotas import _units, entitlement
-from falcon.celery import app as celery_app
+from falcon.celery import enqueue
 from falcon.errors import InvalidInput
 from tenants.audit import Actor, audit_record
 from tenants.models import Membership, Tenant
@@ -208,7 +208,7 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> tuple[StripeEvent
                 payload=event,
             )
             if stored.type in HANDLED_EVENTS:
-                transaction.on_commit(lambda: celery_app.send_task(STRIPE_EVENT_TASK, args=(stored.pk,)))
+                transaction.on_commit(lambda: enqueue(STRIPE_EVENT_TASK, stored.pk))
             else:
                 stored.processed_at = timezone.now()
                 stored.save(update_fields=["processed_at"])

@@ -1,6 +1,6 @@
 """The Celery application: configured from Django settings (``CELERY_*``), tasks found in each app.
 
-Services enqueue by task name (``app.send_task``), so they never import the task modules that call them.
+Services enqueue by task name (``enqueue``), so they never import the task modules that call them.
 """
 
 import os
@@ -17,6 +17,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # The agents app keeps its tasks in its domain packages.
 app.autodiscover_tasks(["agents.runs", "agents.triggers", "agents.notifications", "agents.generator"])
+
+
+def enqueue(name: str, *args: Any, **options: Any) -> None:
+    """Publishes the task ``name`` (by name: the caller never imports the task's module).
+
+    Nobody waits on a task's result here (outcomes are in the database), so the message says so:
+    without ``ignore_result`` Celery subscribes to the result's channel on the result backend at every
+    publish, under a lock every thread of the process shares, and unsubscribes when the result object
+    is collected: two Redis round trips per message for nothing.
+    """
+    app.send_task(name, args=args, ignore_result=True, **options)
 
 
 @signals.task_prerun.connect

@@ -406,6 +406,9 @@ FALCON_RUN_QUEUED_REDISPATCH_S = env_int("FALCON_RUN_QUEUED_REDISPATCH_S", 60, m
 # Webhooks execute short pure workflows (transforms, branches) in the request: no queue hop (0 = never).
 FALCON_WEBHOOK_INLINE_MAX_STEPS = env_int("FALCON_WEBHOOK_INLINE_MAX_STEPS", 10, minimum=0)
 FALCON_SYNC_RUN_THREADS = env_int("FALCON_SYNC_RUN_THREADS", 32, minimum=1)
+# Webhook deliveries doing their work at once in one web process (falcon/admission.py); waiting ones
+# (sync_wait_s) do not count.
+FALCON_WEBHOOK_ACTIVE = env_int("FALCON_WEBHOOK_ACTIVE", 4, minimum=1)
 # A burst of one event of one agent (run failures) collapses into one message per window.
 FALCON_NOTIFY_COLLAPSE_S = env_int("FALCON_NOTIFY_COLLAPSE_S", 600, minimum=0)
 

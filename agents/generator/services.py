@@ -104,9 +104,9 @@ def generation_request(
 
 
 def _enqueue(generation_id: Any) -> None:
-    from falcon.celery import app
+    from falcon.celery import enqueue
 
-    app.send_task(TASK, args=[str(generation_id)])
+    enqueue(TASK, str(generation_id))
 
 
 def agent_refine(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -27,7 +28,7 @@ from connectors.kinds.http import guarded_request
 from connectors.models import Connector
 from connectors.services import connector_find, connector_resolve, network_policy
 from falcon import metrics, signing
-from falcon.celery import app as celery_app
+from falcon.celery import enqueue
 from falcon.errors import Conflict, InvalidInput
 from falcon.redaction import public_error
 from tenants.audit import Actor, audit_record
@@ -174,12 +175,10 @@ def notify(
                 )
         NotificationDelivery.objects.bulk_create(deliveries)
         ids = [str(d.pk) for d in deliveries]
-        if ids:
-            transaction.on_commit(lambda: [celery_app.send_task(DELIVER_TASK, args=(i,)) for i in ids])
+        for delivery_id in ids:
+            transaction.on_commit(partial(enqueue, DELIVER_TASK, delivery_id))
         if notification.window_until is not None:
-            transaction.on_commit(
-                lambda: celery_app.send_task(DIGEST_TASK, args=(str(notification.pk),), countdown=window)
-            )
+            transaction.on_commit(lambda: enqueue(DIGEST_TASK, str(notification.pk), countdown=window))
     return notification
 
 

@@ -28,7 +28,7 @@ from billing.errors import QuotaExceeded
 from billing.plans import Metric
 from billing.quotas import entitlement, plan_limit, quota_consume
 from falcon import metrics, pgnotify, sql, tracing
-from falcon.celery import app as celery_app
+from falcon.celery import enqueue
 from falcon.errors import Conflict, InvalidInput
 from tenants.audit import Actor, audit_record
 from tenants.models import Tenant
@@ -40,7 +40,7 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 def run_enqueue_now(run_id: Any) -> None:
     """Hands the run to a worker now (by task name: this module never imports the task module)."""
-    celery_app.send_task(RUN_EXECUTE_TASK, args=(str(run_id),))
+    enqueue(RUN_EXECUTE_TASK, str(run_id))
 
 
 def run_enqueue(run_id: Any) -> None:

@@ -8,6 +8,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 from urllib.parse import parse_qs
 
+from django.conf import settings
 from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -21,11 +22,15 @@ from agents.triggers.inbound_email import email_receive
 from agents.triggers.models import Trigger
 from billing.errors import QuotaExceeded
 from falcon import jsonlimits, metrics, signing, sql
+from falcon.admission import Admission
 from falcon.errors import error_response, json_error
 
 logger = logging.getLogger(__name__)
 REFUSALS_PER_MINUTE = 60
 HIDDEN_HEADERS = {"authorization", "cookie", "webhook-signature", "x-hub-signature-256", "x-hub-signature"}
+# Deliveries verifying, starting (or executing inline) their runs at once in this process; the rest of
+# gunicorn's threads wait their turn, or wait for a synchronous run outside the bound.
+ADMISSION = Admission(settings.FALCON_WEBHOOK_ACTIVE)
 
 
 def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
@@ -49,7 +54,8 @@ def _parse(request: HttpRequest) -> tuple[Any, JsonResponse | None]:
 @require_POST
 def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
     timer = metrics.timer()
-    response = _webhook_receive(request, public_id)
+    with ADMISSION.admitted():
+        response = _webhook_receive(request, public_id)
     outcome = str(response.status_code)  # bounded: the few statuses this view answers
     metrics.WEBHOOK_LATENCY.labels(outcome).observe(timer.seconds())
     metrics.WEBHOOK_REQUESTS.labels(outcome).inc()
@@ -128,7 +134,9 @@ def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
             run_enqueue_now(run.pk)
         else:
             try:
-                if future.result(timeout=wait) in Run.FINISHED:
+                with ADMISSION.stepped_out():
+                    status = future.result(timeout=wait)
+                if status in Run.FINISHED:
                     state = sql.select_one(Run, ("status", "output", "error"), "id = %s", [run.pk])
                     assert state is not None
                     return _sync_answer(run.pk, *state)
@@ -138,7 +146,11 @@ def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
                 logger.exception("Run %s failed to execute in the web process", run.pk)
         wait = max(0.0, wait - (time.monotonic() - started))
     if config.get("sync_wait_s"):
-        run = run_wait(run.pk, wait) if run.status not in Run.FINISHED else Run.objects.get(pk=run.pk)
+        if run.status in Run.FINISHED:
+            run = Run.objects.get(pk=run.pk)
+        else:
+            with ADMISSION.stepped_out():
+                run = run_wait(run.pk, wait)
         if run.status in Run.FINISHED:
             return _sync_answer(run.pk, run.status, run.output, run.error)
     return JsonResponse({"run_id": str(run.pk), "status": run.status}, status=202)

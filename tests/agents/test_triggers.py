@@ -322,6 +322,115 @@ def test_a_synchronous_llm_webhook_runs_in_the_web_process_without_a_worker(worl
     assert llm.received[-1].last_user_text == "Hi Ada"
 
 
+def _in_thread(work):
+    """A thread's work, closing the thread's own database connection when done."""
+
+    def run() -> None:
+        from django.db import connections
+
+        try:
+            work()
+        finally:
+            connections.close_all()
+
+    return run
+
+
+LLM_THEN_SHAPE = {
+    "inputs": {"type": "object", "properties": {"name": {"type": "string"}}},
+    "steps": [
+        {"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "Hi {{ input.name }}"},
+        {"id": "shape", "type": "transform", "value": {"said": "{{ steps.ask.output }}"}},
+    ],
+}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deliveries_beyond_the_admission_bound_wait_their_turn(world, alice_client, monkeypatch):
+    """One web process works on at most FALCON_WEBHOOK_ACTIVE deliveries at once; the next one waits
+    for a slot, then is answered as usual."""
+    import threading
+
+    from django.test import Client
+
+    from agents.triggers import webhooks
+    from falcon.admission import Admission
+
+    monkeypatch.setattr(webhooks, "ADMISSION", Admission(1))
+    hook = _make(
+        alice_client,
+        create_agent(alice_client, ECHO),
+        config={"auth": "none", "allow_unsigned": True},
+        input_mapping={"order": "{{ event.body.id }}"},
+    )
+    answers: list = []
+    with webhooks.ADMISSION.admitted():  # the process's one slot is taken
+        delivery = threading.Thread(
+            target=_in_thread(
+                lambda: answers.append(_post(Client(), f"/hooks/{hook['public_id']}", b'{"id": 7}'))
+            )
+        )
+        delivery.start()
+        delivery.join(timeout=1.0)  # a negative check: nothing may happen while the slot is taken
+        assert delivery.is_alive()
+        assert answers == []
+        assert not Run.objects.exists()
+    delivery.join(timeout=30)
+    assert (answers[0].status_code, answers[0].json()["status"]) == (202, "succeeded")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_synchronous_webhook_waiting_for_its_run_holds_no_admission_slot(
+    world, alice_client, client, llm, monkeypatch
+):
+    """A sync_wait_s delivery waiting for its provider steps out of the admission bound: with one
+    slot, another delivery is answered while it waits; then it gets its own answer."""
+    import threading
+
+    from django.test import Client
+
+    from agents.triggers import webhooks
+    from falcon.admission import Admission
+    from tests.servers.llm import Reply
+
+    monkeypatch.setattr(webhooks, "ADMISSION", Admission(1))
+    slow = _make(
+        alice_client,
+        create_agent(alice_client, LLM_THEN_SHAPE, name="slow"),
+        name="slow",
+        config={"sync_wait_s": 20},
+        input_mapping={"name": "{{ event.body.name }}"},
+    )
+    quick = _make(
+        alice_client,
+        create_agent(alice_client, ECHO, name="quick"),
+        name="quick",
+        config={"auth": "none", "allow_unsigned": True},
+        input_mapping={"order": "{{ event.body.id }}"},
+    )
+    arrived, release = threading.Event(), threading.Event()
+    llm.enqueue(Reply(text="Hello Ada", arrived=arrived, hold=release))
+    body = b'{"name": "Ada"}'
+    headers = _standard_headers(slow["signing_secret"], body)
+    answers: list = []
+    waiting = threading.Thread(
+        target=_in_thread(
+            lambda: answers.append(_post(Client(), f"/hooks/{slow['public_id']}", body, **headers))
+        )
+    )
+    waiting.start()
+    try:
+        assert arrived.wait(30)  # the synchronous delivery now waits for its provider
+        other = _post(client, f"/hooks/{quick['public_id']}", b'{"id": 8}')
+        assert (other.status_code, other.json()["status"]) == (202, "succeeded")
+        assert answers == []  # still waiting
+    finally:
+        release.set()
+        waiting.join(timeout=30)
+    assert answers[0].status_code == 200, answers[0].json()
+    assert answers[0].json()["output"] == {"said": "Hello Ada"}
+
+
 @pytest.mark.django_db
 def _work(callbacks: list) -> list:
     """On-commit callbacks that enqueue or send something (not the metrics' counts)."""

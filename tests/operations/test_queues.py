@@ -51,3 +51,21 @@ def test_a_runs_worker_is_not_held_up_by_waiting_notifications(world, alice_clie
     assert broker.llen("notifications") == 1  # still there: the runs worker never took it
     assert broker.llen("runs") == 0
     app.control.purge()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_run_is_published_without_a_result_subscription(world, alice_client):
+    """Nobody awaits a task's result: the message says so (without it, the publishing process
+    subscribes to the result's channel on the result backend at every publish)."""
+    import json
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    app.control.purge()
+    agent_id = create_agent(alice_client, SANDBOX_ECHO)
+    response = alice_client.post(f"/api/v1/agents/{agent_id}/runs", {"input": {"name": "Ada"}}, format="json")
+    assert response.status_code == 202, response.content
+    messages = [json.loads(raw) for raw in broker.lrange("runs", 0, -1)]
+    assert [m["headers"]["task"] for m in messages] == ["agents.tasks.run_execute_task"]
+    assert messages[0]["headers"]["argsrepr"] == repr((response.json()["id"],))
+    assert messages[0]["headers"]["ignore_result"] is True
+    app.control.purge()

@@ -33,6 +33,8 @@ class Reply:
     prompt_tokens: int = 10
     completion_tokens: int = 5
     provider: str | None = None  # None: any provider
+    arrived: threading.Event | None = None  # set when the request taking this reply has arrived
+    hold: threading.Event | None = None  # the answer waits for it (at most 30 s)
 
 
 @dataclass
@@ -158,6 +160,10 @@ class LlmServer:
             self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
         try:
             reply = self._take(provider) or Reply(text=f"echo: {received.last_user_text}")
+            if reply.arrived is not None:
+                reply.arrived.set()
+            if reply.hold is not None:
+                reply.hold.wait(30)
             delay = reply.delay_s or self.default_delay_s
             if delay:
                 time.sleep(delay)
