@@ -227,6 +227,11 @@ def drain(agent: Any, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
+def ratio(falcon: float, n8n: float) -> str:
+    """Falcon's throughput as a multiple of n8n's at the same level (the issue's goals are ratios)."""
+    return f"{falcon / n8n:.2f}x" if n8n > 0 else "n/a (n8n answered nothing)"
+
+
 def main() -> None:
     seconds = float(sys.argv[1]) if len(sys.argv) > 1 else 30
     warmup = float(sys.argv[2]) if len(sys.argv) > 2 else 10
@@ -269,6 +274,7 @@ def main() -> None:
                 cpu0 = tree_cpu(n8n_pid)
                 result = wrk(f"http://127.0.0.1:{N8N_PORT}{n8n_path}", c, seconds, {})
                 cores = (tree_cpu(n8n_pid) - cpu0) / seconds
+                anchor = result["rps"]
                 rows.append(
                     f"| {w} | {c} | n8n | {result['rps']:.1f} req/s | {result['p50']:.1f} | "
                     f"{result['p99']:.1f} | "
@@ -295,6 +301,7 @@ def main() -> None:
                         if mode != "queued"
                         else (f"{completed:.1f} runs/s completed ({result['rps']:.1f} accepted/s)")
                     )
+                    figure += f" = {ratio(result['rps'] if mode != 'queued' else completed, anchor)} n8n"
                     logged = (
                         f"backlog {counts['unfinished']}"
                         if mode == "queued"
