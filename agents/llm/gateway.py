@@ -8,11 +8,13 @@ Provider errors become ``LlmError`` with ``retryable`` set for 429, 5xx, timeout
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import json
 import logging
 import re
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -67,6 +69,9 @@ def warm_up(**_: Any) -> None:
     """Imports LiteLLM and makes one offline sandbox call before a worker takes its first task, so
     the first run pays for neither (LiteLLM imports more on its first completion)."""
     llm_complete(LlmRequest(model="sandbox/warm-up", messages=[{"role": "user", "content": "warm up"}]))
+    for provider in sorted(DIRECT_PROVIDERS):  # LiteLLM's provider configurations, imported (not sent)
+        with contextlib.suppress(Exception):
+            _wire(provider, {"model": f"{provider}/warm-up", "messages": [], "api_key": "-", "timeout": 1})
 
 
 def _litellm_model(model: str) -> str:
@@ -222,36 +227,290 @@ def _litellm_price(litellm_model: str) -> Price:
 def _error_from(exc: Exception, model: str, extra_secrets: tuple[str, ...] = ()) -> LlmError:
     litellm = _litellm()
     status = getattr(exc, "status_code", None)
-    retryable_types = (
-        litellm.RateLimitError,
-        litellm.Timeout,
-        litellm.APIConnectionError,
-        litellm.InternalServerError,
-        litellm.ServiceUnavailableError,
-        litellm.BadGatewayError,
+    message = public_error(getattr(exc, "message", None) or exc, [*known_secrets(), *extra_secrets])
+    return _llm_error(
+        model,
+        message,
+        status if isinstance(status, int) else None,
+        timeout=isinstance(exc, litellm.Timeout),
+        connection=isinstance(exc, litellm.APIConnectionError),
+        rate_limited=isinstance(exc, litellm.RateLimitError),
+        refused_key=isinstance(exc, litellm.AuthenticationError),
+        retryable=isinstance(
+            exc,
+            (
+                litellm.RateLimitError,
+                litellm.Timeout,
+                litellm.APIConnectionError,
+                litellm.InternalServerError,
+                litellm.ServiceUnavailableError,
+                litellm.BadGatewayError,
+            ),
+        ),
     )
-    retryable = isinstance(exc, retryable_types) or (
-        isinstance(status, int) and (status == 429 or status >= 500)
-    )
-    if isinstance(exc, litellm.Timeout):
+
+
+def _llm_error(
+    model: str,
+    message: str,
+    status: int | None,
+    *,
+    timeout: bool = False,
+    connection: bool = False,
+    rate_limited: bool = False,
+    refused_key: bool = False,
+    retryable: bool = False,
+) -> LlmError:
+    """One failed call as the engine sees it: retryable for 429, 5xx, timeouts and lost connections."""
+    retryable = retryable or timeout or connection or status == 429 or (status is not None and status >= 500)
+    if timeout:
         code = "llm_timeout"
-    elif isinstance(exc, litellm.RateLimitError) or status == 429:
+    elif rate_limited or status == 429:
         code = "llm_rate_limited"
-    elif isinstance(exc, litellm.APIConnectionError):
+    elif connection:
         code = "llm_connection_error"
-    elif isinstance(exc, litellm.AuthenticationError):
+    elif refused_key or status in (401, 403):
         code = "llm_authentication_failed"
     elif retryable:
         code = "llm_server_error"
     else:
         code = "llm_request_rejected"
-    message = public_error(getattr(exc, "message", None) or exc, [*known_secrets(), *extra_secrets])
-    return LlmError(
-        f"{model}: {message}",
-        code=code,
-        retryable=retryable,
-        status_code=status if isinstance(status, int) else None,
+    return LlmError(f"{model}: {message}", code=code, retryable=retryable, status_code=status)
+
+
+# --- the direct route: LiteLLM's provider transformations, sent on Falcon's own connections ------------
+#
+# For these providers LiteLLM's provider configuration describes the whole exchange (URL, headers,
+# body, and the answer back into LiteLLM's ``ModelResponse``). Falcon uses it and sends the request
+# itself, which skips what ``litellm.completion`` adds around it and Falcon does not use: the logging
+# object and its success callbacks, LiteLLM's own cost calculation (Falcon prices calls itself), the
+# OpenAI SDK's request and response models. That was 4-12 ms of CPU per call (decision 0013, §15).
+# Gemini and the offline sandbox still go through ``litellm.completion``.
+DIRECT_PROVIDERS = frozenset({"openai", "anthropic", "ollama_chat"})
+DEFAULT_API_BASES = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+    "ollama_chat": "http://localhost:11434",
+}
+_KEYED_PROVIDERS = frozenset({"openai", "anthropic"})  # the others answer without a key
+_DIRECT_PARAMS = ("temperature", "max_tokens", "tools", "response_format")
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # a provider's answer read into memory at most (then a failure)
+_CONTENT_JSON = {"content-type": "application/json"}
+
+
+class _NoLogging:
+    """What LiteLLM's response transformations call on their logging object: nothing to do here."""
+
+    model_call_details: dict[str, Any] = {}
+    optional_params: dict[str, Any] = {}
+    litellm_params: dict[str, Any] = {}
+
+    def pre_call(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def post_call(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_LOGGING = _NoLogging()
+
+
+@dataclass
+class _Wire:
+    """One provider request as LiteLLM's provider configuration shapes it, ready to send."""
+
+    config: Any  # LiteLLM's chat configuration of the provider
+    model: str  # the provider's own model name
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    data: dict[str, Any]  # the request before encoding (the answer's transformation reads it)
+    optional_params: dict[str, Any]
+    json_mode: bool
+    api_key: str | None
+    timeout_s: float
+
+
+def _wire(provider: str, kwargs: dict[str, Any]) -> _Wire:
+    """The request ``litellm.completion(**kwargs)`` would send to ``provider``."""
+    litellm = _litellm()
+    from litellm.litellm_core_utils.url_utils import ensure_api_route
+    from litellm.utils import ProviderConfigManager
+
+    model = kwargs["model"].split("/", 1)[1]
+    messages = kwargs["messages"]
+    api_key = kwargs.get("api_key") or None
+    if provider in _KEYED_PROVIDERS and not api_key:
+        raise _llm_error(
+            kwargs["model"], "no API key is configured for this provider", None, refused_key=True
+        )
+    # As LiteLLM would: the given base URL, else the platform's for that provider, else the public one.
+    platform = _credentials("ollama" if provider == "ollama_chat" else provider)
+    api_base = kwargs.get("api_base") or platform.get("api_base") or DEFAULT_API_BASES[provider]
+    if provider == "anthropic":
+        api_base = ensure_api_route(api_base, "v1/messages")
+    config = ProviderConfigManager.get_provider_chat_config(
+        model=model, provider=litellm.LlmProviders(provider)
     )
+    if config is None:
+        raise _llm_error(kwargs["model"], "LiteLLM has no chat configuration for this provider", None)
+    optional_params = litellm.get_optional_params(
+        model=model,
+        custom_llm_provider=provider,
+        drop_params=True,
+        messages=messages,
+        **{name: kwargs[name] for name in _DIRECT_PARAMS if name in kwargs},
+    )
+    json_mode = bool(optional_params.pop("json_mode", False))
+    headers = config.validate_environment(
+        headers={},
+        model=model,
+        messages=messages,
+        optional_params=optional_params,
+        litellm_params={},
+        api_key=api_key,
+        api_base=api_base,
+    )
+    url = config.get_complete_url(
+        api_base=api_base,
+        api_key=api_key,
+        model=model,
+        optional_params=optional_params,
+        litellm_params={},
+        stream=False,
+    )
+    data = config.transform_request(
+        model=model, messages=messages, optional_params=optional_params, litellm_params={}, headers=headers
+    )
+    return _Wire(
+        config,
+        model,
+        url,
+        {**headers, **_CONTENT_JSON},
+        json.dumps(data).encode(),
+        data,
+        optional_params,
+        json_mode,
+        api_key,
+        float(kwargs["timeout"]),
+    )
+
+
+def _provider_message(status: int, body: bytes) -> str:
+    """The provider's own words for a refused request (OpenAI, Anthropic and Ollama error shapes)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    found: Any = None
+    if isinstance(parsed, dict):
+        found = parsed.get("error", parsed.get("message"))
+        if isinstance(found, dict):
+            found = found.get("message")
+    text = str(found) if found else body[:300].decode("utf-8", "replace").strip()
+    return f"{text} (HTTP {status})" if text else f"HTTP {status}"
+
+
+def _answered(call: _Call, wire: _Wire, status: int, headers: dict[str, str], body: bytes) -> Any:
+    """The provider's answer as LiteLLM's ``ModelResponse`` (its provider transformation), or the
+    failure it reports."""
+    import httpx
+    from litellm.types.utils import ModelResponse
+
+    if status >= 400:
+        message = public_error(_provider_message(status, body), [*known_secrets(), *call.secrets])
+        raise _llm_error(call.request.model, message, status)
+    raw = httpx.Response(status, content=body, headers=headers, request=httpx.Request("POST", wire.url))
+    return wire.config.transform_response(
+        model=wire.model,
+        raw_response=raw,
+        model_response=ModelResponse(),
+        logging_obj=_NO_LOGGING,
+        request_data=wire.data,
+        messages=call.kwargs["messages"],
+        optional_params=wire.optional_params,
+        litellm_params={},
+        encoding=None,
+        api_key=wire.api_key,
+        json_mode=wire.json_mode,
+    )
+
+
+def _transport_error(call: _Call, exc: BaseException) -> LlmError:
+    model = call.request.model
+    if isinstance(exc, Blocked):
+        return LlmError(f"{model}: {exc}", code="destination_blocked")
+    message = public_error(str(exc) or type(exc).__name__, [*known_secrets(), *call.secrets])
+    if isinstance(exc, TimeoutError):
+        return _llm_error(model, f"no answer within {call.request.timeout_s} s", None, timeout=True)
+    return _llm_error(model, f"could not reach the provider: {message}", None, connection=True)
+
+
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _verified_tls() -> ssl.SSLContext:
+    """One certificate store per process: loading it costs milliseconds, so not once per call."""
+    global _ssl_context
+    if _ssl_context is None:
+        import certifi
+
+        _ssl_context = ssl.create_default_context(cafile=certifi.where())
+    return _ssl_context
+
+
+def _send_sync(call: _Call, wire: _Wire) -> Any:
+    """Sends in this thread on a connection of its own (a tenant's base URL resolves under its
+    policy here: no connection is shared between tenants), no proxy from the environment for a
+    tenant's URL, no redirects."""
+    import httpx
+
+    try:
+        with (
+            httpx.Client(
+                verify=_verified_tls(), timeout=wire.timeout_s, trust_env=call.policy is None
+            ) as client,
+            client.stream("POST", wire.url, content=wire.body, headers=wire.headers) as response,
+        ):
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_ANSWER_BYTES:
+                    raise _llm_error(call.request.model, "the provider's answer is too large", None)
+            status, headers = response.status_code, dict(response.headers)
+    except httpx.TimeoutException as exc:
+        raise _transport_error(call, TimeoutError()) from exc
+    except httpx.HTTPError as exc:
+        blocked = exc.__cause__ or exc.__context__
+        raise _transport_error(call, blocked if isinstance(blocked, Blocked) else exc) from exc
+    except (Blocked, OSError) as exc:
+        raise _transport_error(call, exc) from exc
+    return _answered(call, wire, status, headers, bytes(body))
+
+
+async def _send_async(call: _Call, wire: _Wire) -> Any:
+    """Sends on the event loop's session (the platform's configured providers only)."""
+    import aiohttp
+
+    try:
+        async with _loop.session().post(
+            wire.url,
+            data=wire.body,
+            headers=wire.headers,
+            timeout=aiohttp.ClientTimeout(total=wire.timeout_s),
+            allow_redirects=False,
+        ) as response:
+            received = bytearray()
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                received += chunk
+                if len(received) > MAX_ANSWER_BYTES:
+                    raise _llm_error(call.request.model, "the provider's answer is too large", None)
+            status, headers, body = response.status, dict(response.headers), bytes(received)
+    except TimeoutError as exc:
+        raise _transport_error(call, TimeoutError()) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise _transport_error(call, exc) from exc
+    return _answered(call, wire, status, headers, body)
 
 
 @dataclass
@@ -265,6 +524,7 @@ class _Call:
     policy: NetPolicy | None  # a tenant's base URL: names resolved during the call are checked
     trace_parent: Any = None  # the caller's trace context (the call may wait on the event loop)
     price: Price | None = None  # read before the call (its reservation's), else when it is priced
+    wire: _Wire | None = None  # the provider's request, sent by Falcon itself (DIRECT_PROVIDERS)
 
 
 @dataclass
@@ -323,7 +583,16 @@ def _prepare(request: LlmRequest, credentials: dict[str, Any] | None, price: Pri
         )
     secrets = tuple(v for v in [(credentials or {}).get("api_key")] if v)
     parent = tracing.current() if tracing.enabled_here() else None
-    return _Call(request, litellm_model, kwargs, secrets, tenant_policy, parent, price)
+    call = _Call(request, litellm_model, kwargs, secrets, tenant_policy, parent, price)
+    route = litellm_model.split("/", 1)[0]
+    if provider != "sandbox" and route in DIRECT_PROVIDERS:
+        try:
+            call.wire = _wire(route, kwargs)
+        except LlmError:
+            raise
+        except Exception as exc:  # LiteLLM refusing the parameters for this provider
+            raise _error_from(exc, request.model, secrets) from exc
+    return call
 
 
 @contextlib.contextmanager
@@ -385,10 +654,15 @@ def _call_sync(call: _Call) -> Answer:
     with _chat_span(call) as span:
         try:
             with guard:
-                response = litellm.completion(**call.kwargs)
+                if call.wire is not None:
+                    response = _send_sync(call, call.wire)
+                else:
+                    response = litellm.completion(**call.kwargs)
         except Exception as exc:
-            error = _error_from(exc, call.request.model, call.secrets)
+            error = exc if isinstance(exc, LlmError) else _error_from(exc, call.request.model, call.secrets)
             _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
+            if error is exc:
+                raise
             raise error from exc
         _chat_answered(span, response)
     return Answer(call, response, int((time.monotonic() - started) * 1000))
@@ -402,10 +676,15 @@ async def _call_async(call: _Call) -> Answer:
     started = time.monotonic()
     with _chat_span(call) as span:
         try:
-            response = await litellm.acompletion(**call.kwargs)
+            if call.wire is not None:
+                response = await _send_async(call, call.wire)
+            else:
+                response = await litellm.acompletion(**call.kwargs)
         except Exception as exc:
-            error = _error_from(exc, call.request.model, call.secrets)
+            error = exc if isinstance(exc, LlmError) else _error_from(exc, call.request.model, call.secrets)
             _count(call.request.model, error.code, latency_ms=int((time.monotonic() - started) * 1000))
+            if error is exc:
+                raise
             raise error from exc
         _chat_answered(span, response)
     return Answer(call, response, int((time.monotonic() - started) * 1000))
@@ -484,6 +763,8 @@ class _Loop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
         self._threads = ThreadPoolExecutor(max_workers=64, thread_name_prefix="falcon-llm")
+        self._session: Any = None  # aiohttp.ClientSession, made and used on the loop's thread only
+        self._session_loop: asyncio.AbstractEventLoop | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -491,6 +772,26 @@ class _Loop:
                 self._loop = asyncio.new_event_loop()
                 threading.Thread(target=self._loop.run_forever, name="falcon-llm-loop", daemon=True).start()
             return self._loop
+
+    def session(self) -> Any:
+        """The loop's HTTP session to the platform's providers (on the loop's thread: connections
+        are kept and reused; as many at once as LiteLLM's own transport allows)."""
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session_loop is not loop:
+            connector = aiohttp.TCPConnector(limit=1000, ssl=_verified_tls())
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session_loop = loop
+            atexit.register(self._close_session, self._session, loop)
+        return self._session
+
+    @staticmethod
+    def _close_session(session: Any, loop: asyncio.AbstractEventLoop) -> None:
+        """At exit, closes the session on its loop while the loop still runs (else aiohttp warns)."""
+        if loop.is_running() and not session.closed:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
 
     def start(self, call: _Call) -> Future[Answer]:
         if call.policy is not None:
