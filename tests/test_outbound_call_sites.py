@@ -29,11 +29,9 @@ CALL_SITES = {
     ("agents/llm/gateway.py", "_call_sync"): "policy",  # tenant base URLs: pinned resolution
     # The event loop's calls: the platform's configured providers only; a tenant policy is refused.
     ("agents/llm/gateway.py", "_call_async"): "policy",
-    # The direct route's sends: in the thread of _call_sync (under pinned resolution for a tenant's
-    # base URL, a connection per call, no proxy from the environment), or on the loop's session.
-    ("agents/llm/gateway.py", "_send_sync"): "policy",
+    # The direct route on the loop's session; a tenant's base URL goes through guarded_request instead.
     ("agents/llm/gateway.py", "session"): "the platform's configured providers: _call_async refuses a "
-    "tenant's base URL, which goes to _send_sync under its policy",
+    "tenant's base URL, which _call_sync sends through connectors.kinds.http.guarded_request",
     ("falcon/pgnotify.py", "_listen"): "the platform's own database (DATABASES): LISTEN for run changes",
     ("falcon/beat.py", "acquire"): "the platform's own database (DATABASES): the one-beat advisory lock",
     ("connectors/netguard.py", "_is_this_machine"): "binds a probe socket to ask if an address is local",

@@ -32,7 +32,8 @@ from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
 from agents.llm.models import ModelPrice
 from billing.errors import QuotaExceeded
 from billing.quotas import Entitlement, Reservation, quota_reserve, quota_settle
-from connectors.errors import Blocked
+from connectors.errors import Blocked, ConnectorError
+from connectors.kinds.http import guarded_request
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
 from falcon import genai_semconv, jsonlimits, metrics, sql, tracing
 from falcon.redaction import public_error
@@ -285,7 +286,7 @@ def _llm_error(
 # itself, which skips what ``litellm.completion`` adds around it and Falcon does not use: the logging
 # object and its success callbacks, LiteLLM's own cost calculation (Falcon prices calls itself), the
 # OpenAI SDK's request and response models. That was 4-12 ms of CPU per call (decision 0013, §15).
-# Gemini and the offline sandbox still go through ``litellm.completion``.
+# Gemini and the offline sandbox still go through LiteLLM's ``completion``/``acompletion``.
 DIRECT_PROVIDERS = frozenset({"openai", "anthropic", "ollama_chat"})
 DEFAULT_API_BASES = {
     "openai": "https://api.openai.com/v1",
@@ -438,54 +439,44 @@ def _answered(call: _Call, wire: _Wire, status: int, headers: dict[str, str], bo
 
 def _transport_error(call: _Call, exc: BaseException) -> LlmError:
     model = call.request.model
-    if isinstance(exc, Blocked):
-        return LlmError(f"{model}: {exc}", code="destination_blocked")
-    message = public_error(str(exc) or type(exc).__name__, [*known_secrets(), *call.secrets])
     if isinstance(exc, TimeoutError):
         return _llm_error(model, f"no answer within {call.request.timeout_s} s", None, timeout=True)
+    message = public_error(str(exc) or type(exc).__name__, [*known_secrets(), *call.secrets])
     return _llm_error(model, f"could not reach the provider: {message}", None, connection=True)
 
 
-_ssl_context: ssl.SSLContext | None = None
+# The connector layer's failures of one guarded exchange, as the engine's LLM failures.
+_GUARDED_FAILURES = {"http_timeout": "timeout", "http_connection_error": "connection"}
 
 
-def _verified_tls() -> ssl.SSLContext:
-    """One certificate store per process: loading it costs milliseconds, so not once per call."""
-    global _ssl_context
-    if _ssl_context is None:
-        import certifi
-
-        _ssl_context = ssl.create_default_context(cafile=certifi.where())
-    return _ssl_context
-
-
-def _send_sync(call: _Call, wire: _Wire) -> Any:
-    """Sends in this thread on a connection of its own (a tenant's base URL resolves under its
-    policy here: no connection is shared between tenants), no proxy from the environment for a
-    tenant's URL, no redirects."""
-    import httpx
-
+def _send_guarded(call: _Call, wire: _Wire) -> Any:
+    """A tenant's base URL: the one policy-bound exchange every tenant-aimed HTTP call uses
+    (``connectors.kinds.http.guarded_request``: the checked address pinned, each redirect checked
+    again and credentials kept from other origins, no proxy from the environment, a bounded read)."""
+    assert call.policy is not None
+    model = call.request.model
     try:
-        with (
-            httpx.Client(
-                verify=_verified_tls(), timeout=wire.timeout_s, trust_env=call.policy is None
-            ) as client,
-            client.stream("POST", wire.url, content=wire.body, headers=wire.headers) as response,
-        ):
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_ANSWER_BYTES:
-                    raise _llm_error(call.request.model, "the provider's answer is too large", None)
-            status, headers = response.status_code, dict(response.headers)
-    except httpx.TimeoutException as exc:
-        raise _transport_error(call, TimeoutError()) from exc
-    except httpx.HTTPError as exc:
-        blocked = exc.__cause__ or exc.__context__
-        raise _transport_error(call, blocked if isinstance(blocked, Blocked) else exc) from exc
-    except (Blocked, OSError) as exc:
-        raise _transport_error(call, exc) from exc
-    return _answered(call, wire, status, headers, bytes(body))
+        status, headers, body = guarded_request(
+            "POST",
+            wire.url,
+            policy=call.policy,
+            headers=wire.headers,
+            content=wire.body,
+            timeout_s=wire.timeout_s,
+            max_bytes=MAX_ANSWER_BYTES,
+            secret_headers=frozenset({"x-api-key", "api-key"}),
+        )
+    except ConnectorError as exc:
+        if exc.code == "destination_blocked":
+            raise LlmError(f"{model}: {exc}", code="destination_blocked") from exc
+        if exc.code == "response_too_large":
+            raise _llm_error(model, "the provider's answer is too large", None) from exc
+        kind = _GUARDED_FAILURES.get(exc.code)
+        if kind == "timeout":
+            raise _transport_error(call, TimeoutError()) from exc
+        message = public_error(str(exc), [*known_secrets(), *call.secrets])
+        raise _llm_error(model, message, None, connection=kind == "connection") from exc
+    return _answered(call, wire, status, headers, body)
 
 
 async def _send_async(call: _Call, wire: _Wire) -> Any:
@@ -646,17 +637,17 @@ def _chat_answered(span: Any, response: Any) -> None:
 
 
 def _call_sync(call: _Call) -> Answer:
+    """A call to a tenant's base URL, in this thread, within the tenant's network policy."""
+    if call.policy is None:  # the platform's providers wait on the event loop: see _Loop.start
+        raise ValueError("only a call to a tenant's base URL runs in a thread")
     litellm = _litellm()
-    guard: contextlib.AbstractContextManager[Any] = (
-        contextlib.nullcontext() if call.policy is None else pinned_resolution(call.policy)
-    )
     started = time.monotonic()
     with _chat_span(call) as span:
         try:
-            with guard:
-                if call.wire is not None:
-                    response = _send_sync(call, call.wire)
-                else:
+            if call.wire is not None:
+                response = _send_guarded(call, call.wire)
+            else:
+                with pinned_resolution(call.policy):  # every name LiteLLM resolves, checked and pinned
                     response = litellm.completion(**call.kwargs)
         except Exception as exc:
             error = exc if isinstance(exc, LlmError) else _error_from(exc, call.request.model, call.secrets)
@@ -747,12 +738,12 @@ def _count(model: str, outcome: str, result: LlmResult | None = None, latency_ms
 
 
 def llm_complete(request: LlmRequest, credentials: dict[str, Any] | None = None) -> LlmResult:
-    """One completion through LiteLLM in this thread (no retries here: the engine's retry policy decides).
+    """One completion, waited for in this thread (no retries here: the engine's retry policy decides).
 
     ``credentials`` (``api_key``, ``api_base``, ``allowed_models``) come from a tenant's provider
     connector; without them the platform's environment credentials are used.
     """
-    return llm_result(_call_sync(_prepare(request, credentials)))
+    return llm_result(_loop.start(_prepare(request, credentials)).result())
 
 
 class _Loop:
@@ -780,7 +771,10 @@ class _Loop:
 
         loop = asyncio.get_running_loop()
         if self._session is None or self._session_loop is not loop:
-            connector = aiohttp.TCPConnector(limit=1000, ssl=_verified_tls())
+            import certifi
+
+            tls = ssl.create_default_context(cafile=certifi.where())
+            connector = aiohttp.TCPConnector(limit=1000, ssl=tls)
             self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
             self._session_loop = loop
             atexit.register(self._close_session, self._session, loop)
