@@ -335,10 +335,20 @@ def _hold_all(
     """
     rows = ", ".join(["(%s, %s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(holds))
     params: list[Any] = []
+    tenant_dbs: dict[
+        Any, Any
+    ] = {}  # each tenant id prepared once (a hold's tenant is the caller's or a founder's)
+    start_db = None
     for hold in holds:
-        tenant_db, _ = _prep(hold.tenant_id, ent.period_start)
-        params += [tenant_db, hold.metric, hold.scope, hold.units, hold.limit if check else None]
-    _, start_db = _prep(ent.tenant_id, ent.period_start)
+        if hold.tenant_id not in tenant_dbs:
+            tenant_dbs[hold.tenant_id], start_db = _prep(hold.tenant_id, ent.period_start)
+        params += [
+            tenant_dbs[hold.tenant_id],
+            hold.metric,
+            hold.scope,
+            hold.units,
+            hold.limit if check else None,
+        ]
     lock = (
         " ORDER BY c.id " + connection.ops.for_update_sql(of=("c",))
         if connection.features.has_select_for_update
@@ -365,7 +375,7 @@ def _hold_all(
         return None
     # RETURNING may only name the updated table's columns (SQLite): matched back by counter key.
     by_key = {(str(t), m, sc): (int(i), int(used), int(alerted)) for i, used, alerted, t, m, sc in found}
-    return [by_key[(str(_prep(h.tenant_id, ent.period_start)[0]), h.metric, h.scope)] for h in holds]
+    return [by_key[(str(tenant_dbs[h.tenant_id]), h.metric, h.scope)] for h in holds]
 
 
 def _platform_credit_hold(ent: Entitlement, cost: int) -> Hold:

@@ -172,7 +172,8 @@ else:
     _database = dj_database_url.parse(
         env_str("DATABASE_URL"),
         conn_max_age=0 if _pool_max else env_int("FALCON_DB_CONN_MAX_AGE", 60, minimum=0),
-        # With the pool, Django turns this into psycopg_pool's check: a dropped connection is replaced.
+        # With the pool, Django turns this into psycopg_pool's check: a dropped connection is replaced
+        # (falcon.dbpool: not one given back moments ago).
         conn_health_checks=True,
     )
     if _pool_max and _database["ENGINE"] == "django.db.backends.postgresql":
@@ -181,6 +182,7 @@ else:
             "max_size": _pool_max,
             "timeout": env_int("FALCON_DB_POOL_TIMEOUT_S", 30),
         }
+        _database["ENGINE"] = "falcon.postgresql"
     DATABASES = {"default": _database}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

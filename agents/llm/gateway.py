@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import copy
 import functools
 import json
 import logging
@@ -332,6 +333,23 @@ class _Wire:
     timeout_s: float
 
 
+@functools.lru_cache(maxsize=256)
+def _optional_params_cached(provider: str, model: str, params: str) -> dict[str, Any]:
+    return dict(
+        _litellm().get_optional_params(
+            model=model, custom_llm_provider=provider, drop_params=True, **json.loads(params)
+        )
+    )
+
+
+def _optional_params(provider: str, model: str, params: str) -> dict[str, Any]:
+    """LiteLLM's mapping of the call's parameters (temperature, max tokens, tools, response format)
+    to the provider's: ~1 ms of LiteLLM per call, the same for the same parameters (it reads neither
+    the messages nor the key), so it is worked out once per distinct (provider, model, parameters)
+    and each call gets its own copy to shape."""
+    return copy.deepcopy(_optional_params_cached(provider, model, params))
+
+
 def _wire(provider: str, kwargs: dict[str, Any]) -> _Wire:
     """The request ``litellm.completion(**kwargs)`` would send to ``provider``."""
     litellm = _litellm()
@@ -355,12 +373,8 @@ def _wire(provider: str, kwargs: dict[str, Any]) -> _Wire:
     )
     if config is None:
         raise _llm_error(kwargs["model"], "LiteLLM has no chat configuration for this provider", None)
-    optional_params = litellm.get_optional_params(
-        model=model,
-        custom_llm_provider=provider,
-        drop_params=True,
-        messages=messages,
-        **{name: kwargs[name] for name in _DIRECT_PARAMS if name in kwargs},
+    optional_params = _optional_params(
+        provider, model, json.dumps({name: kwargs[name] for name in _DIRECT_PARAMS if name in kwargs})
     )
     json_mode = bool(optional_params.pop("json_mode", False))
     headers = config.validate_environment(
@@ -421,7 +435,9 @@ def _answered(call: _Call, wire: _Wire, status: int, headers: dict[str, str], bo
     if status >= 400:
         message = public_error(_provider_message(status, body), [*known_secrets(), *call.secrets])
         raise _llm_error(call.request.model, message, status)
-    raw = httpx.Response(status, content=body, headers=headers, request=httpx.Request("POST", wire.url))
+    # No request attached: the transformations read the answer's body and headers only (an
+    # httpx.Request parsed the URL again on every call).
+    raw = httpx.Response(status, content=body, headers=headers)
     return wire.config.transform_response(
         model=wire.model,
         raw_response=raw,
@@ -479,10 +495,32 @@ def _send_guarded(call: _Call, wire: _Wire) -> Any:
     return _answered(call, wire, status, headers, body)
 
 
+@functools.lru_cache(maxsize=64)
+def _env_proxy_for_origin(scheme: str, host: str, port: int | None) -> tuple[Any, Any]:
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        return get_env_proxy_for_url(URL.build(scheme=scheme, host=host, port=port))
+    except LookupError:
+        return None, None
+
+
+def _env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy the environment names for a platform provider's URL (``HTTPS_PROXY``, ``NO_PROXY``),
+    as LiteLLM's own client honoured it: read once per origin. aiohttp's ``trust_env`` reads the
+    environment (and ``~/.netrc``) on every request, in a thread each time."""
+    from yarl import URL
+
+    parsed = URL(url)
+    return _env_proxy_for_origin(parsed.scheme, parsed.host or "", parsed.explicit_port)
+
+
 async def _send_async(call: _Call, wire: _Wire) -> Any:
     """Sends on the event loop's session (the platform's configured providers only)."""
     import aiohttp
 
+    proxy, proxy_auth = _env_proxy(wire.url)
     try:
         async with _loop.session().post(
             wire.url,
@@ -490,6 +528,8 @@ async def _send_async(call: _Call, wire: _Wire) -> Any:
             headers=wire.headers,
             timeout=aiohttp.ClientTimeout(total=wire.timeout_s),
             allow_redirects=False,
+            proxy=proxy,
+            proxy_auth=proxy_auth,
         ) as response:
             received = bytearray()
             async for chunk in response.content.iter_chunked(64 * 1024):
@@ -775,7 +815,7 @@ class _Loop:
 
             tls = ssl.create_default_context(cafile=certifi.where())
             connector = aiohttp.TCPConnector(limit=1000, ssl=tls)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=True)
+            self._session = aiohttp.ClientSession(connector=connector)  # proxies: _env_proxy
             self._session_loop = loop
             atexit.register(self._close_session, self._session, loop)
         return self._session

@@ -200,3 +200,81 @@ def test_a_tenant_base_url_redirecting_elsewhere_is_checked_again(llm, settings)
         redirector.stop()
     assert raised.value.code == "destination_blocked"
     assert llm.received == []
+
+
+class _Proxy:
+    """A forward proxy on loopback that records the absolute URL of each request and answers it as
+    an OpenAI-compatible provider would."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        seen: list[str] = []
+        self.seen = seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("content-length", "0")))
+                seen.append(self.path)
+                body = json.dumps(
+                    {
+                        "id": "chatcmpl-proxy",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "gpt-4o-mini",
+                        "choices": [
+                            {"index": 0, "message": {"role": "assistant", "content": "via the proxy"}}
+                        ],
+                        "usage": {"prompt_tokens": 2, "completion_tokens": 3, "total_tokens": 5},
+                    }
+                ).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def environment_proxy(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A proxy named by the environment (read once per provider origin: the cache is emptied around)."""
+    proxy = _Proxy()
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    gateway._env_proxy_for_origin.cache_clear()
+    yield proxy
+    gateway._env_proxy_for_origin.cache_clear()
+    proxy.stop()
+
+
+def test_the_platform_provider_is_reached_through_the_environments_proxy(llm, settings, environment_proxy):
+    """As LiteLLM's client did: HTTP_PROXY carries the platform's provider calls (the provider's
+    host is the proxy's to resolve: here a name that resolves nowhere)."""
+    _platform_at(settings, "openai", "http://llm.provider.invalid/v1")
+    result = llm_result(llm_start(_ask("openai/gpt-4o-mini")).result(timeout=30))
+    assert result.text == "via the proxy"
+    assert environment_proxy.seen == ["http://llm.provider.invalid/v1/chat/completions"]
+    assert llm.received == []
+
+
+def test_no_proxy_sends_the_platform_provider_directly(llm, monkeypatch, environment_proxy):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    llm.enqueue(Reply(text="directly"))
+    result = llm_result(llm_start(_ask("openai/gpt-4o-mini")).result(timeout=30))
+    assert result.text == "directly"
+    assert environment_proxy.seen == []
+    assert len(llm.requests_for("openai")) == 1
