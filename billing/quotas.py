@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, Decimal
+from enum import Enum
 from functools import lru_cache
 from typing import Any
 
@@ -256,6 +257,14 @@ def quota_consume(
     return used
 
 
+class _Unread(Enum):
+    UNREAD = "unread"
+
+
+UNREAD = _Unread.UNREAD  # an agent's spend cap its caller has not read: quota_reserve reads it
+AgentCap = Decimal | None | _Unread
+
+
 @dataclass(frozen=True)
 class Hold:
     """Units held on one counter: the tenant's own, or (Free platform credit) the founder's anchor."""
@@ -283,12 +292,14 @@ def quota_reserve(
     cost_usd: Decimal,
     platform: bool,
     agent_id: Any = None,
+    agent_cap_usd: AgentCap = UNREAD,
 ) -> Reservation:
     """Holds an LLM call's estimated tokens and spend on every counter that bounds it, all or nothing.
 
     Tokens count against the plan; spend against the plan when the call uses Falcon's own provider
     keys (``platform``), and against the tenant's and the agent's spend caps in every case.
-    ``tenant`` may be the tenant's entitlement its caller has just read (a run's claim).
+    ``tenant`` may be the tenant's entitlement its caller has just read (a run's claim), and
+    ``agent_cap_usd`` the agent's monthly cap read with it (None: no cap).
     """
     ent = tenant if isinstance(tenant, Entitlement) else entitlement(tenant)
     cost = usd_to_micro(cost_usd)
@@ -304,10 +315,15 @@ def quota_reserve(
         Hold(tenant_id, Metric.LLM_COST_USD, "", cost, _units(Metric.LLM_COST_USD, ent.spend_cap_usd))
     )
     if agent_id is not None:
-        row = sql.select_one(
-            AgentSpendCap, ("monthly_usd",), "agent_id = %s", [sql.param(AgentSpendCap, "agent", agent_id)]
-        )
-        cap = row[0] if row else None
+        cap = agent_cap_usd
+        if cap is UNREAD:
+            row = sql.select_one(
+                AgentSpendCap,
+                ("monthly_usd",),
+                "agent_id = %s",
+                [sql.param(AgentSpendCap, "agent", agent_id)],
+            )
+            cap = row[0] if row else None
         wanted.append(
             Hold(tenant_id, Metric.LLM_COST_USD, f"agent:{agent_id}", cost, _units(Metric.LLM_COST_USD, cap))
         )

@@ -32,7 +32,7 @@ from agents.engine.spec import PROVIDERS, provider_of
 from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
 from agents.llm.models import ModelPrice
 from billing.errors import QuotaExceeded
-from billing.quotas import Entitlement, Reservation, quota_reserve, quota_settle
+from billing.quotas import UNREAD, AgentCap, Entitlement, Reservation, quota_reserve, quota_settle
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.http import guarded_request
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
@@ -872,6 +872,7 @@ def llm_budget_reserve(
     own_credentials: bool,
     price: Price | None = None,
     entitlement: Entitlement | None = None,
+    agent_cap_usd: AgentCap = UNREAD,
 ) -> Reservation:
     """Holds the call's estimate on the tenant's token quota, platform spend (when Falcon's keys pay)
     and spend caps; a refusal is a non-retryable ``quota_exceeded`` failure that stops the run."""
@@ -879,7 +880,12 @@ def llm_budget_reserve(
     platform = not own_credentials and provider_of(request.model) != "sandbox"
     try:
         return quota_reserve(
-            entitlement or tenant_id, tokens=tokens, cost_usd=cost, platform=platform, agent_id=agent_id
+            entitlement or tenant_id,
+            tokens=tokens,
+            cost_usd=cost,
+            platform=platform,
+            agent_id=agent_id,
+            agent_cap_usd=agent_cap_usd,
         )
     except QuotaExceeded as exc:
         raise LlmError(exc.message, code="quota_exceeded", retryable=False) from exc

@@ -47,9 +47,9 @@ from agents.runs.services import (
     runs_running_count,
 )
 from agents.workflows.models import Agent, AgentVersion, Variable
-from billing.models import Subscription
+from billing.models import AgentSpendCap, Subscription
 from billing.plans import Metric
-from billing.quotas import SUBSCRIPTION_FIELDS, Entitlement, entitlement_of
+from billing.quotas import SUBSCRIPTION_FIELDS, UNREAD, AgentCap, Entitlement, entitlement_of
 from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
@@ -174,7 +174,10 @@ def _claim_sql() -> str:
         f"UPDATE {sql.table(Run)} SET status = %s, deferred = %s, claims = claims + 1, heartbeat_at = %s, "  # noqa: S608
         "started_at = COALESCE(started_at, %s) WHERE id = %s AND status = %s "
         f"RETURNING {columns}, (SELECT name FROM {agents} WHERE id = agent_id), "
-        f"(SELECT number FROM {versions} WHERE id = version_id)"
+        f"(SELECT number FROM {versions} WHERE id = version_id), "
+        # The agent's spend cap, read with the plan: the run's LLM reservations use both for a while.
+        f"(SELECT {sql.column(AgentSpendCap, 'monthly_usd')} FROM {sql.table(AgentSpendCap)} c "
+        f"WHERE c.{sql.column(AgentSpendCap, 'agent')} = {sql.table(Run)}.{sql.column(Run, 'agent')})"
     )
 
 
@@ -239,6 +242,7 @@ class Claimed:
     version_number: int
     inline: bool = False
     entitlement: Entitlement | None = None  # the tenant's plan as the claim read it
+    agent_cap_usd: AgentCap = UNREAD  # and the agent's spend cap (None: none)
 
 
 def run_claim(run_id: Any) -> Run | None:
@@ -286,7 +290,10 @@ def _claim(run_id: Any) -> Claimed | None:
     run = Run.from_db("default", _RUN_ATTNAMES, sql.convert(Run, _RUN_FIELDS, row[: len(_RUN_FIELDS)]))
     if run.enqueued_at is not None:
         metrics.QUEUE_WAIT.labels(run.trigger).observe(max(0.0, (now - run.enqueued_at).total_seconds()))
-    return Claimed(run, row[len(_RUN_FIELDS)], int(row[len(_RUN_FIELDS) + 1]), entitlement=ent)
+    name, number, cap = row[len(_RUN_FIELDS) :]
+    if cap is not None:
+        cap = sql.convert(AgentSpendCap, ("monthly_usd",), [cap])[0]
+    return Claimed(run, name, int(number), entitlement=ent, agent_cap_usd=cap)
 
 
 def _settle_when_done(reservation: Any, future: Future[Answer]) -> None:
@@ -314,13 +321,16 @@ class DatabaseHooks:
     """Checkpoints to StepRun rows; LLM calls without holding a database connection; cancellation."""
 
     CANCEL_CHECK_INTERVAL_S = 1.0
-    # The plan the claim read prices the run's first LLM calls too (one read less per call); a plan
-    # change reaches a run in flight within this many seconds.
+    # The plan and the agent's spend cap the claim read serve the run's first LLM calls too (two
+    # reads less per call); a plan or cap change reaches a run in flight within this many seconds.
     ENTITLEMENT_REUSE_S = 10.0
 
-    def __init__(self, run: Run, entitlement: Entitlement | None = None) -> None:
+    def __init__(
+        self, run: Run, entitlement: Entitlement | None = None, agent_cap_usd: AgentCap = UNREAD
+    ) -> None:
         self.run = run
         self._entitlement = entitlement
+        self._agent_cap_usd = agent_cap_usd
         self._entitlement_until = time.monotonic() + self.ENTITLEMENT_REUSE_S
         self.claim = run.claims
         self._secrets = llm.known_secrets()
@@ -468,13 +478,15 @@ class DatabaseHooks:
     def llm(self, request: LlmRequest) -> LlmResult:
         credentials = self._llm_credentials(request)
         price = llm.price_of(request.model)  # the reservation and the answer priced alike, read once
+        fresh = time.monotonic() < self._entitlement_until  # else both are read again
         reservation = llm.llm_budget_reserve(
             request,
             tenant_id=self.run.tenant_id,
             agent_id=self.run.agent_id,
             own_credentials=credentials is not None,
             price=price,
-            entitlement=self._entitlement if time.monotonic() < self._entitlement_until else None,
+            entitlement=self._entitlement if fresh else None,
+            agent_cap_usd=self._agent_cap_usd if fresh else UNREAD,
         )
         # Release the database connection for the seconds the provider takes (see the module docstring).
         if not connection.in_atomic_block:
@@ -746,7 +758,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
         completed = {key: output for key, status, output in done if status == StepRun.Status.SUCCEEDED}
         skipped = {key for key, status, _ in done if status == StepRun.Status.SKIPPED}
         remaining = max(0.0, spec.timeout_s - run.active_seconds)
-        hooks = DatabaseHooks(run, entitlement=claimed.entitlement)
+        hooks = DatabaseHooks(run, entitlement=claimed.entitlement, agent_cap_usd=claimed.agent_cap_usd)
         env = (
             dict(Variable.objects.filter(tenant_id=run.tenant_id).values_list("name", "value"))
             if version_uses_env(run.version_id)

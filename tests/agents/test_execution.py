@@ -219,6 +219,67 @@ def test_a_worker_executes_a_run_of_pure_steps_in_three_statements(three_steps, 
     assert steps == [("a", "succeeded", 20), ("b", "succeeded", 40), ("c", "succeeded", {"result": 41})]
 
 
+def test_an_llm_run_takes_its_plan_and_its_agents_spend_cap_from_the_claim(
+    world, llm, django_assert_num_queries
+):
+    """Eight statements: the run's state with the plan; the claim (its UPDATE returns the agent's
+    spend cap); the tenant's provider connector; the price; the reservation; the settlement; the
+    step; the outcome (on a worker, outside the test's transaction, a ninth: the step's start notice
+    for event streams). No read of the cap or of the plan per LLM call."""
+    from billing.services import agent_spend_cap_set
+    from tests.servers.llm import Reply
+
+    agent = published_agent(
+        world.tenant_a,
+        {"steps": [{"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "hi"}]},
+        name="asks",
+    )
+    agent_spend_cap_set(tenant_id=world.tenant_a.pk, agent_id=agent.pk, monthly_usd="12.34", actor=SYSTEM)
+    run_execute(run_start(agent=agent, input={}, actor=SYSTEM)[0].pk)  # parses the spec once
+    run, _ = run_start(agent=agent, input={}, actor=SYSTEM)
+    llm.enqueue(Reply(text="hello"))
+    with django_assert_num_queries(8) as captured:
+        assert run_execute(run.pk) == "succeeded"
+    assert not any("billing_agentspendcap" in q["sql"].split("RETURNING")[0] for q in captured)
+    assert Run.objects.get(pk=run.pk).output == "hello"
+
+
+def test_an_agent_spend_cap_lowered_after_the_claim_binds_once_the_reuse_window_ends(world, llm, monkeypatch):
+    """With the window at zero the cap is read at the call: a cap lowered between claim and call
+    refuses the call; within the window the claim's figure is used."""
+    from billing.services import agent_spend_cap_set
+    from tests.servers.llm import Reply
+
+    agent = published_agent(
+        world.tenant_a,
+        {
+            "steps": [
+                {"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "hi", "max_tokens": 50}
+            ]
+        },
+        name="capped-later",
+    )
+    agent_spend_cap_set(tenant_id=world.tenant_a.pk, agent_id=agent.pk, monthly_usd="100", actor=SYSTEM)
+    from agents.models import ModelPrice
+
+    ModelPrice.objects.create(model="openai/gpt-4o-mini", input_usd_per_mtok=1000, output_usd_per_mtok=10_000)
+    original = DatabaseHooks.llm
+
+    def lowered_first(self, request):  # the cap changes after the claim, before the call
+        agent_spend_cap_set(tenant_id=world.tenant_a.pk, agent_id=agent.pk, monthly_usd="0.01", actor=SYSTEM)
+        return original(self, request)
+
+    monkeypatch.setattr(DatabaseHooks, "llm", lowered_first)
+    llm.enqueue(Reply(text="ok"))
+    within, _ = run_start(agent=agent, input={}, actor=SYSTEM)
+    assert run_execute(within.pk) == "succeeded"  # the claim's $100 still applies
+
+    monkeypatch.setattr(DatabaseHooks, "ENTITLEMENT_REUSE_S", 0.0)
+    after, _ = run_start(agent=agent, input={}, actor=SYSTEM)
+    assert run_execute(after.pk) == "failed"
+    assert Run.objects.get(pk=after.pk).error["code"] == "quota_exceeded"
+
+
 def test_a_finishing_run_dispatches_the_run_waiting_for_its_slot(three_steps, world, monkeypatch):
     plan_set(tenant=world.tenant_a, plan="enterprise", overrides={"concurrent_runs": 1}, actor=SYSTEM)
     first, _ = run_start(agent=three_steps, input={"n": 1}, actor=SYSTEM)
