@@ -351,13 +351,10 @@ def _hold_all(
     """
     rows = ", ".join(["(%s, %s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(holds))
     params: list[Any] = []
-    tenant_dbs: dict[
-        Any, Any
-    ] = {}  # each tenant id prepared once (a hold's tenant is the caller's or a founder's)
-    start_db = None
+    # Each tenant id prepared once (a hold's tenant is the caller's or, for Free credit, a founder's).
+    tenant_dbs = {t: _prep(t, ent.period_start)[0] for t in {hold.tenant_id for hold in holds}}
+    _, start_db = _prep(ent.tenant_id, ent.period_start)
     for hold in holds:
-        if hold.tenant_id not in tenant_dbs:
-            tenant_dbs[hold.tenant_id], start_db = _prep(hold.tenant_id, ent.period_start)
         params += [
             tenant_dbs[hold.tenant_id],
             hold.metric,

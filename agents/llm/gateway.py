@@ -496,24 +496,18 @@ def _send_guarded(call: _Call, wire: _Wire) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _env_proxy_for_origin(scheme: str, host: str, port: int | None) -> tuple[Any, Any]:
+def _env_proxy(url: str) -> tuple[Any, Any]:
+    """The proxy the environment names for a platform provider's URL (``HTTPS_PROXY``, ``NO_PROXY``),
+    as LiteLLM's own client honoured it: read once per URL (a provider's is always the same).
+    aiohttp's ``trust_env`` reads the environment (and ``~/.netrc``) on every request, in a thread
+    each time."""
     from aiohttp.helpers import get_env_proxy_for_url
     from yarl import URL
 
     try:
-        return get_env_proxy_for_url(URL.build(scheme=scheme, host=host, port=port))
+        return get_env_proxy_for_url(URL(url))
     except LookupError:
         return None, None
-
-
-def _env_proxy(url: str) -> tuple[Any, Any]:
-    """The proxy the environment names for a platform provider's URL (``HTTPS_PROXY``, ``NO_PROXY``),
-    as LiteLLM's own client honoured it: read once per origin. aiohttp's ``trust_env`` reads the
-    environment (and ``~/.netrc``) on every request, in a thread each time."""
-    from yarl import URL
-
-    parsed = URL(url)
-    return _env_proxy_for_origin(parsed.scheme, parsed.host or "", parsed.explicit_port)
 
 
 async def _send_async(call: _Call, wire: _Wire) -> Any:

@@ -250,14 +250,14 @@ class _Proxy:
 
 @pytest.fixture
 def environment_proxy(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """A proxy named by the environment (read once per provider origin: the cache is emptied around)."""
+    """A proxy named by the environment (read once per provider URL: the cache is emptied around)."""
     proxy = _Proxy()
     for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", proxy.url)
-    gateway._env_proxy_for_origin.cache_clear()
+    gateway._env_proxy.cache_clear()
     yield proxy
-    gateway._env_proxy_for_origin.cache_clear()
+    gateway._env_proxy.cache_clear()
     proxy.stop()
 
 
