@@ -683,7 +683,7 @@ class NearbyRuns:
         self._free = threading.BoundedSemaphore(size)
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="falcon-nearby-run")
 
-    def submit(self, run_id: Any) -> Future[str | None] | None:
+    def submit(self, run_id: Any) -> Future[Executed] | None:
         if not self._free.acquire(blocking=False):
             return None
         try:
@@ -692,9 +692,9 @@ class NearbyRuns:
             self._free.release()
             raise
 
-    def _execute(self, run_id: Any) -> str | None:
+    def _execute(self, run_id: Any) -> Executed:
         try:
-            return run_execute(run_id)
+            return _run_execute(run_id)
         finally:
             self._free.release()
 
@@ -706,6 +706,16 @@ def _definition_of(version_id: Any) -> Callable[[], dict[str, Any]]:
     return lambda: AgentVersion.objects.values_list("definition", flat=True).get(pk=version_id)
 
 
+@dataclass(frozen=True)
+class Executed:
+    """What executing a run recorded: its status (None: not claimed here, or another claim's), and
+    for a finished run the output and error as stored (what a synchronous caller is answered)."""
+
+    status: str | None
+    output: Any = None
+    error: Any = None
+
+
 def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
     """Claims and executes a run to its end (or its next wait); returns the final status, or None.
 
@@ -713,20 +723,24 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
     transaction (a webhook delivery): nobody else can see it, so it needs no heartbeat and frees no
     concurrency slot when it ends.
     """
+    return _run_execute(run_id, run=run).status
+
+
+def _run_execute(run_id: Any, *, run: Run | None = None) -> Executed:
     if run is not None:
         if run.status != Run.Status.RUNNING:
-            return None
+            return Executed(None)
         claimed: Claimed | None = Claimed(run, run.agent.name, run.version.number, inline=True)
     elif worker_stop.requested:
         # Delivered to a worker that is stopping: not claimed here, handed on to one that stays (after a
         # pause: the broker may offer it to this worker again until its consumers are cancelled).
         time.sleep(BOUNCE_PAUSE_S)
         run_enqueue_now(run_id)
-        return None
+        return Executed(None)
     else:
         claimed = _claim(run_id)
     if claimed is None:
-        return None
+        return Executed(None)
     run = claimed.run
     if not claimed.inline:
         heartbeats.add(run.pk)
@@ -797,11 +811,12 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
                     "message": f"internal error: {type(exc).__name__}",
                 },
             )
-        status = _finish(claimed, outcome, time.monotonic() - started, hooks)
+        executed = _finish(claimed, outcome, time.monotonic() - started, hooks)
+        status = executed.status
         span.set_attribute("falcon.run.status", status or "")
         if status in (Run.Status.FAILED, Run.Status.TIMED_OUT):
             tracing.failed(span, (outcome.error or {}).get("code") or status)
-        return status
+        return executed
     finally:
         otel_context.detach(span_token)
         span.end()
@@ -812,7 +827,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
             connection.close()  # back to the pool: the thread may now wait a long time for its next task
 
 
-def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> str | None:
+def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> Executed:
     """Records the outcome, the batched pure steps and (for a worker's run) the notification that wakes
     whoever waits for it, in one statement that also tells whether a run of the tenant waits for the
     slot this one frees."""
@@ -820,11 +835,11 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
     now = timezone.now()
     status = outcome.status
     if status == "cancelled" and hooks.handback:
-        return _hand_back(claimed, elapsed, hooks)
+        return Executed(_hand_back(claimed, elapsed, hooks))
     if status == "cancelled" and hooks.cancel_requested():
         state = Run.objects.filter(pk=run.pk).values_list("status", "claims").first()
         if state and (state[0] != Run.Status.RUNNING or state[1] != run.claims):
-            return None  # the sweeper handed the run to another claim: that claim finishes it
+            return Executed(None)  # the sweeper handed the run to another claim: that claim finishes it
     steps = hooks.take_pending()
     if run.claims == 1:
         prompt, completion, cost = hooks.totals
@@ -871,7 +886,7 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
         )
     except IntegrityError:
         # Another claim already recorded one of these steps as succeeded: the run is that claim's.
-        return None
+        return Executed(None)
     if updated:
         metrics.RUN_DURATION.labels(status).observe(elapsed)
         if status != "waiting":
@@ -891,7 +906,9 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
             run_failure_notify(run)
         except Exception:  # telling people must never undo the run's own record
             logger.exception("Could not raise the failure notification of run %s", run.pk)
-    return status if updated else None
+    if not updated:
+        return Executed(None)
+    return Executed(status, fields.get("output"), fields.get("error"))
 
 
 def _hand_back(claimed: Claimed, elapsed: float, hooks: DatabaseHooks) -> str | None:

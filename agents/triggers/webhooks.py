@@ -21,7 +21,7 @@ from agents.triggers import services as trigger_services
 from agents.triggers.inbound_email import email_receive
 from agents.triggers.models import Trigger
 from billing.errors import QuotaExceeded
-from falcon import jsonlimits, metrics, signing, sql
+from falcon import jsonlimits, metrics, signing
 from falcon.admission import Admission
 from falcon.errors import error_response, json_error
 
@@ -135,11 +135,9 @@ def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         else:
             try:
                 with ADMISSION.stepped_out():
-                    status = future.result(timeout=wait)
-                if status in Run.FINISHED:
-                    state = sql.select_one(Run, ("status", "output", "error"), "id = %s", [run.pk])
-                    assert state is not None
-                    return _sync_answer(run.pk, *state)
+                    executed = future.result(timeout=wait)
+                if executed.status in Run.FINISHED:  # answered with what was stored, not read back
+                    return _sync_answer(run.pk, executed.status, executed.output, executed.error)
             except FutureTimeout:
                 pass  # still running here: answered below as any run still going
             except Exception:  # the run is the sweeper's to recover; the caller gets its state

@@ -9,6 +9,8 @@ import json
 import time
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 
 from agents.models import Run, Trigger, TriggerEvent
@@ -311,13 +313,22 @@ def test_a_synchronous_llm_webhook_runs_in_the_web_process_without_a_worker(worl
     )
     llm.enqueue(Reply(text="Hello Ada", prompt_tokens=12, completion_tokens=3))
     body = b'{"name": "Ada"}'
-    response = _post(
-        client, f"/hooks/{trigger['public_id']}", body, **_standard_headers(trigger["signing_secret"], body)
-    )
+    with CaptureQueriesContext(connection) as request_thread:
+        response = _post(
+            client,
+            f"/hooks/{trigger['public_id']}",
+            body,
+            **_standard_headers(trigger["signing_secret"], body),
+        )
     assert response.status_code == 200, response.json()
     assert response.json()["output"] == {"said": "Hello Ada"}
     run = Run.objects.get(pk=response.json()["run_id"])
     assert (run.status, run.claims, run.prompt_tokens, run.completion_tokens) == ("succeeded", 1, 12, 3)
+    # Answered with what the run stored, as the API shows it, without reading the run back.
+    assert (response.json()["output"], response.json()["error"]) == (run.output, run.error)
+    assert not [
+        q for q in request_thread.captured_queries if q["sql"].startswith("SELECT") and '"output"' in q["sql"]
+    ]
     assert [s.step_id for s in run.steps.order_by("created_at")] == ["ask", "shape"]
     assert llm.received[-1].last_user_text == "Hi Ada"
 
