@@ -24,7 +24,6 @@ from agents.notifications.services import notify, run_link
 from agents.runs.models import Run, StepRun
 from agents.workflows.models import Agent, AgentVersion
 from agents.workflows.services import watcher_emails
-from billing.errors import QuotaExceeded
 from billing.plans import Metric
 from billing.quotas import entitlement, plan_limit, quota_consume
 from falcon import metrics, pgnotify, sql, tracing
@@ -61,6 +60,7 @@ def run_start(
     enqueue: bool = True,
     claim: bool = False,
     charge: bool = True,
+    savepoint: bool = True,
 ) -> tuple[Run, bool]:
     """A queued run of the published version (or ``version``), and whether it is new.
 
@@ -70,6 +70,9 @@ def run_start(
     caller's transaction) creates it already claimed when the tenant is below its concurrency limit.
     ``charge=False``: the caller consumes the run's quota unit itself, later in the same transaction
     (``quota_consume(tenant, Metric.RUNS)``), so that the shared counter row is locked only briefly.
+    ``savepoint=False``: inside the caller's transaction no savepoint is taken (two round trips), so
+    a refusal (the run quota) fails the caller's whole transaction: for a caller that answers it
+    only after rolling back (a webhook delivery). A repeated idempotency key never fails.
     """
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
@@ -85,40 +88,45 @@ def run_start(
     if problems:
         raise RunInputInvalid(problems)
     for attempt in range(2):
-        try:
-            return _run_insert(
-                agent,
-                version,
-                input,
-                actor,
-                trigger,
-                trigger_ref,
-                idempotency_key,
-                rerun_of,
-                enqueue=enqueue,
-                claim=claim,
-                charge=charge,
-            ), True
-        except QuotaExceeded:
-            if idempotency_key is not None and (existing := _idempotent_match(agent, idempotency_key)):
-                return existing, False  # a repeated delivery is answered, not charged
-            raise
-        except IntegrityError:
-            # The key is taken: by a run within the window (the answer), or by an older one whose
-            # key is released so that it may be used again (then one more try).
-            if idempotency_key is None or attempt:
-                raise
-            if existing := _idempotent_match(agent, idempotency_key):
-                return existing, False
-            Run.objects.filter(
-                agent=agent,
-                idempotency_key=idempotency_key,
-                created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW,
-            ).update(idempotency_key=None)
+        run = _run_insert(
+            agent,
+            version,
+            input,
+            actor,
+            trigger,
+            trigger_ref,
+            idempotency_key,
+            rerun_of,
+            enqueue=enqueue,
+            claim=claim,
+            charge=charge,
+            savepoint=savepoint,
+        )
+        if run is not None:
+            return run, True
+        # The key is taken (the INSERT did nothing, nothing was charged): by a run within the
+        # window (the answer to a repeated delivery, not charged again), or by an older one whose
+        # key is released so that it may be used again (then one more try).
+        assert idempotency_key is not None
+        if existing := _idempotent_match(agent, idempotency_key):
+            return existing, False
+        if attempt:
+            raise IntegrityError(f"the idempotency key of agent {agent.pk} stays taken")
+        Run.objects.filter(
+            agent=agent,
+            idempotency_key=idempotency_key,
+            created_at__lt=timezone.now() - IDEMPOTENCY_WINDOW,
+        ).update(idempotency_key=None)
     raise AssertionError("unreachable")
 
 
-_AUDIT_FLAG = f" RETURNING (SELECT audit_run_starts FROM {Tenant._meta.db_table} WHERE id = %s)"  # noqa: S608
+# A run whose idempotency key is taken is not inserted (no row back) rather than failing: a
+# repeated delivery needs no savepoint to be answered inside the caller's transaction (a webhook's).
+_KEY = sql.column(Run, "idempotency_key")
+_INSERT_SUFFIX = (  # names from metadata
+    f" ON CONFLICT ({sql.column(Run, 'agent')}, {_KEY}) WHERE {_KEY} IS NOT NULL DO NOTHING"  # noqa: S608
+    f" RETURNING (SELECT audit_run_starts FROM {sql.table(Tenant)} WHERE id = %s)"
+)
 
 
 def _idempotent_match(agent: Agent, key: str) -> Run | None:
@@ -144,11 +152,13 @@ def _run_insert(
     enqueue: bool,
     claim: bool,
     charge: bool,
-) -> Run:
+    savepoint: bool,
+) -> Run | None:
     """The run's row, its run-quota unit and (when the tenant chains run starts) its audit event, in
-    one transaction of three statements: this is every API, webhook and schedule run's path."""
+    one transaction of three statements: this is every API, webhook and schedule run's path. None:
+    the idempotency key is taken (nothing written)."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=savepoint):
         ent = entitlement(agent.tenant_id, now=now)
         run = Run(
             tenant_id=agent.tenant_id,
@@ -172,7 +182,10 @@ def _run_insert(
             run.status, run.claims, run.started_at, run.heartbeat_at = Run.Status.RUNNING, 1, now, now
         elif claim:
             run.deferred = True  # at the limit: queued, dispatched when one of its runs finishes
-        (audited,) = sql.insert([run], _AUDIT_FLAG, [sql.param(Run, "tenant", agent.tenant_id)])
+        inserted = sql.insert([run], _INSERT_SUFFIX, [sql.param(Run, "tenant", agent.tenant_id)])
+        if inserted is None:
+            return None
+        (audited,) = inserted
         run._state.adding = False
         metrics.after_commit(metrics.RUNS_STARTED.labels(trigger).inc)
         if charge:  # after the INSERT: the counter row every run start shares is locked until commit

@@ -549,6 +549,7 @@ def trigger_fire(
                 enqueue=enqueue and not inline,
                 claim=inline,
                 charge=not inline,
+                savepoint=False,  # a quota refusal is recorded below, after this block rolls back
             )
             if inline and new and run.status == Run.Status.RUNNING:
                 run.status = run_execute(run.pk, run=run) or Run.Status.QUEUED
