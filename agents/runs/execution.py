@@ -250,7 +250,7 @@ def run_claim(run_id: Any) -> Run | None:
     return None if claimed is None else claimed.run
 
 
-def _claim(run_id: Any) -> Claimed | None:
+def _claim(run_id: Any, handed: Run | None = None) -> Claimed | None:
     """Takes a queued run for this worker, or None (gone, already taken, or the tenant is at its limit).
 
     The tenant row is locked while counting its running runs, so concurrent claims cannot exceed the
@@ -258,19 +258,25 @@ def _claim(run_id: Any) -> Claimed | None:
     Every claim takes this path: two round trips on PostgreSQL (the run's state with the tenant's
     plan, then lock, claim and deferral together: ``_claim_trip_sql``), the claimed run returned by the
     UPDATE itself with its agent's name and its version's number; on SQLite the same statements one by
-    one under its database lock.
+    one under its database lock. ``handed``: the run as this process's ``run_start`` returned it,
+    with the plan that start read (``Run.started_with``): one round trip, the claim trip alone.
     """
     run_param = sql.param(Run, "id", run_id)
-    with connection.cursor() as cursor:
-        cursor.execute(_state_sql(), [run_param])
-        state = cursor.fetchone()
-    if state is None or state[1] != Run.Status.QUEUED:
-        return None
-    tenant_id = sql.convert(Run, ("tenant",), state[:1])[0]
     now = timezone.now()
-    # No subscription row (the join found none): the Free plan.
-    subscription = None if state[2] is None else sql.convert(Subscription, SUBSCRIPTION_FIELDS, state[3:])
-    ent = entitlement_of(tenant_id, subscription, now=now)
+    if handed is not None and handed.started_with is not None and connection.vendor == "postgresql":
+        # Started moments ago by this process (its plan just read): the claim trip alone, whose
+        # UPDATE takes the run only if it is still queued.
+        tenant_id, ent = handed.tenant_id, handed.started_with
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(_state_sql(), [run_param])
+            state = cursor.fetchone()
+        if state is None or state[1] != Run.Status.QUEUED:
+            return None
+        tenant_id = sql.convert(Run, ("tenant",), state[:1])[0]
+        # No subscription row (the join found none): the Free plan.
+        subscription = None if state[2] is None else sql.convert(Subscription, SUBSCRIPTION_FIELDS, state[3:])
+        ent = entitlement_of(tenant_id, subscription, now=now)
     limit = ent.limit(Metric.CONCURRENT_RUNS)
     if connection.vendor == "postgresql":
         row = _claim_in_one_trip(run_param, tenant_id, limit, now)
@@ -683,18 +689,19 @@ class NearbyRuns:
         self._free = threading.BoundedSemaphore(size)
         self._pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="falcon-nearby-run")
 
-    def submit(self, run_id: Any) -> Future[Executed] | None:
+    def submit(self, run: Run) -> Future[Executed] | None:
+        """``run``: as this process's ``run_start`` returned it (claimed with the plan it read)."""
         if not self._free.acquire(blocking=False):
             return None
         try:
-            return self._pool.submit(self._execute, run_id)
+            return self._pool.submit(self._execute, run)
         except BaseException:
             self._free.release()
             raise
 
-    def _execute(self, run_id: Any) -> Executed:
+    def _execute(self, run: Run) -> Executed:
         try:
-            return _run_execute(run_id)
+            return _run_execute(run.pk, handed=run)
         finally:
             self._free.release()
 
@@ -726,7 +733,7 @@ def run_execute(run_id: Any, *, run: Run | None = None) -> str | None:
     return _run_execute(run_id, run=run).status
 
 
-def _run_execute(run_id: Any, *, run: Run | None = None) -> Executed:
+def _run_execute(run_id: Any, *, run: Run | None = None, handed: Run | None = None) -> Executed:
     if run is not None:
         if run.status != Run.Status.RUNNING:
             return Executed(None)
@@ -738,7 +745,7 @@ def _run_execute(run_id: Any, *, run: Run | None = None) -> Executed:
         run_enqueue_now(run_id)
         return Executed(None)
     else:
-        claimed = _claim(run_id)
+        claimed = _claim(run_id, handed)
     if claimed is None:
         return Executed(None)
     run = claimed.run

@@ -9,6 +9,7 @@ from django.db import models
 from django.utils import timezone
 
 from agents.workflows.models import Agent, AgentVersion
+from billing.quotas import Entitlement
 from tenants.models import Tenant
 
 
@@ -76,6 +77,11 @@ class Run(models.Model):
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cost_usd = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+
+    # In memory only: the tenant's plan as the run's start read it (``run_start``), so that the
+    # process which executes the run at once (a synchronous webhook's) claims it without reading
+    # the plan again. None on a run read from the database.
+    started_with: Entitlement | None = None
 
     class Meta:
         constraints = [

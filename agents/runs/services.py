@@ -25,7 +25,7 @@ from agents.runs.models import Run, StepRun
 from agents.workflows.models import Agent, AgentVersion
 from agents.workflows.services import watcher_emails
 from billing.plans import Metric
-from billing.quotas import entitlement, plan_limit, quota_consume
+from billing.quotas import Entitlement, entitlement, plan_limit, quota_consume
 from falcon import metrics, pgnotify, sql, tracing
 from falcon.celery import enqueue
 from falcon.errors import Conflict, InvalidInput
@@ -61,6 +61,7 @@ def run_start(
     claim: bool = False,
     charge: bool = True,
     savepoint: bool = True,
+    plan: Entitlement | None = None,
 ) -> tuple[Run, bool]:
     """A queued run of the published version (or ``version``), and whether it is new.
 
@@ -73,6 +74,7 @@ def run_start(
     ``savepoint=False``: inside the caller's transaction no savepoint is taken (two round trips), so
     a refusal (the run quota) fails the caller's whole transaction: for a caller that answers it
     only after rolling back (a webhook delivery). A repeated idempotency key never fails.
+    ``plan``: the tenant's plan as the caller read it moments ago (else read here).
     """
     if idempotency_key is not None:
         idempotency_key = idempotency_key.strip()
@@ -101,6 +103,7 @@ def run_start(
             claim=claim,
             charge=charge,
             savepoint=savepoint,
+            plan=plan,
         )
         if run is not None:
             return run, True
@@ -153,13 +156,14 @@ def _run_insert(
     claim: bool,
     charge: bool,
     savepoint: bool,
+    plan: Entitlement | None,
 ) -> Run | None:
     """The run's row, its run-quota unit and (when the tenant chains run starts) its audit event, in
     one transaction of three statements: this is every API, webhook and schedule run's path. None:
     the idempotency key is taken (nothing written)."""
     now = timezone.now()
     with transaction.atomic(savepoint=savepoint):
-        ent = entitlement(agent.tenant_id, now=now)
+        ent = plan or entitlement(agent.tenant_id, now=now)
         run = Run(
             tenant_id=agent.tenant_id,
             agent=agent,
@@ -187,6 +191,7 @@ def _run_insert(
             return None
         (audited,) = inserted
         run._state.adding = False
+        run.started_with = ent
         metrics.after_commit(metrics.RUNS_STARTED.labels(trigger).inc)
         if charge:  # after the INSERT: the counter row every run start shares is locked until commit
             quota_consume(agent.tenant_id, Metric.RUNS, ent=ent)

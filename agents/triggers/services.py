@@ -28,9 +28,13 @@ from agents.runs.services import run_start
 from agents.triggers.models import Trigger, TriggerEvent
 from agents.workflows.models import Agent, AgentVersion
 from billing.errors import PlanLimitReached, QuotaExceeded
+from billing.models import Subscription
 from billing.plans import Metric
 from billing.quotas import (
+    SUBSCRIPTION_FIELDS,
+    Entitlement,
     entitlement,
+    entitlement_of,
     plan_limit,
     quota_consume,
     quota_count_check,
@@ -473,25 +477,37 @@ _AGENT = _names(Agent)
 _VERSION = _names(AgentVersion, "definition", "tests")
 
 
-def trigger_for_delivery(public_id: str, kind: str) -> Trigger | None:
+_SUBSCRIPTION = ("id", *SUBSCRIPTION_FIELDS)
+
+
+def trigger_for_delivery(public_id: str, kind: str) -> tuple[Trigger, Entitlement] | None:
     """The enabled trigger behind a public address, with its agent and published version (their
-    definition left to load on demand: the parsed spec is cached per version). One hand-written
-    joined statement: every webhook delivery starts here."""
+    definition left to load on demand: the parsed spec is cached per version), and its tenant's
+    plan now (the run's start needs it). One hand-written joined statement: every webhook delivery
+    starts here."""
     found = sql.select_models(
-        [(Trigger, "t", _TRIGGER), (Agent, "a", _AGENT), (AgentVersion, "v", _VERSION)],
+        [
+            (Trigger, "t", _TRIGGER),
+            (Agent, "a", _AGENT),
+            (AgentVersion, "v", _VERSION),
+            (Subscription, "s", _SUBSCRIPTION),
+        ],
         f"{sql.table(Trigger)} t JOIN {sql.table(Agent)} a ON a.id = t.agent_id "
-        f"LEFT JOIN {sql.table(AgentVersion)} v ON v.id = a.published_version_id",
+        f"LEFT JOIN {sql.table(AgentVersion)} v ON v.id = a.published_version_id "
+        f"LEFT JOIN {sql.table(Subscription)} s ON s.{sql.column(Subscription, 'tenant')} = t.tenant_id",
         "t.public_id = %s AND t.kind = %s AND t.enabled = %s",
         [public_id, kind, True],
     )
     if found is None:
         return None
-    trigger, agent, version = found
+    trigger, agent, version, subscription = found
     assert isinstance(trigger, Trigger)
     assert isinstance(agent, Agent)
     agent.published_version = version  # type: ignore[assignment]
     trigger.agent = agent
-    return trigger
+    # No subscription row (the join found none): the Free plan.
+    row = None if subscription is None else [getattr(subscription, name) for name in SUBSCRIPTION_FIELDS]
+    return trigger, entitlement_of(trigger.tenant_id, row)
 
 
 # --- firing ----------------------------------------------------------------------------------------------
@@ -505,8 +521,10 @@ def trigger_fire(
     idempotency_key: str | None = None,
     enqueue: bool = True,
     inline: bool = False,
+    plan: Entitlement | None = None,
 ) -> tuple[TriggerEvent, Run | None]:
-    """Maps the event to run input, starts the run (or records why not).
+    """Maps the event to run input, starts the run (or records why not). ``plan``: the tenant's plan
+    as the caller just read it (``trigger_for_delivery``), not read again.
 
     ``inline``: the run (a short pure workflow: ``inline_eligible``) is executed here, within the
     caller's transaction, and returned finished; at the tenant's concurrency limit it is left queued.
@@ -550,12 +568,13 @@ def trigger_fire(
                 claim=inline,
                 charge=not inline,
                 savepoint=False,  # a quota refusal is recorded below, after this block rolls back
+                plan=plan,
             )
             if inline and new and run.status == Run.Status.RUNNING:
                 run.status = run_execute(run.pk, run=run) or Run.Status.QUEUED
             accepted = _accepted(trigger, run, delivery_id)
             if inline and new:
-                quota_consume(run.tenant_id, Metric.RUNS)
+                quota_consume(run.tenant_id, Metric.RUNS, ent=run.started_with)
     except RunInputInvalid as exc:
         return refuse("invalid_input", exc.message)
     except QuotaExceeded as exc:

@@ -63,9 +63,10 @@ def webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
 
 
 def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
-    trigger = trigger_services.trigger_for_delivery(public_id, Trigger.Kind.WEBHOOK)
-    if trigger is None:
+    found = trigger_services.trigger_for_delivery(public_id, Trigger.Kind.WEBHOOK)
+    if found is None:
         return json_error(404, "not_found", "Not found.")  # unknown and disabled look the same
+    trigger, plan = found
     headers = {k.lower(): v for k, v in request.headers.items()}
     config = trigger.config
     auth = config.get("auth", "standard")
@@ -120,6 +121,7 @@ def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
             idempotency_key=f"trigger:{trigger.pk}:{idempotency}" if idempotency else None,
             inline=inline,
             enqueue=not nearby,
+            plan=plan,
         )
     except QuotaExceeded as exc:
         return error_response(exc)
@@ -129,7 +131,7 @@ def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         # The caller waits anyway: this process executes the run (no queue hop, no second process);
         # past sync_wait_s it answers 202 and the run goes on here. Busy: the workers take it.
         started = time.monotonic()
-        future = execution.nearby.submit(run.pk)
+        future = execution.nearby.submit(run)
         if future is None:
             run_enqueue_now(run.pk)
         else:

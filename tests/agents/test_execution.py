@@ -244,6 +244,29 @@ def test_an_llm_run_takes_its_plan_and_its_agents_spend_cap_from_the_claim(
     assert Run.objects.get(pk=run.pk).output == "hello"
 
 
+def test_a_run_handed_over_by_its_start_is_claimed_in_one_round_trip(agent, django_assert_num_queries):
+    """A synchronous webhook's run is executed by the process that started it, which has just read
+    the tenant's plan: the claim does not read the run's state and the plan again. A run read back
+    from the database carries no plan and is claimed as a worker claims it."""
+    from agents.runs.execution import _claim
+
+    run, _ = run_start(agent=agent, input={}, actor=SYSTEM)
+    assert run.started_with is not None
+    assert run.started_with.tenant_id == agent.tenant_id
+    with django_assert_num_queries(1):
+        claimed = _claim(run.pk, run)
+    assert claimed is not None
+    assert (claimed.run.status, claimed.run.claims) == ("running", 1)
+    assert claimed.entitlement is run.started_with
+    with django_assert_num_queries(1):
+        assert _claim(run.pk, run) is None  # already running: the claim trip's UPDATE takes nothing
+
+    read_back = Run.objects.get(pk=run_start(agent=agent, input={}, actor=SYSTEM)[0].pk)
+    assert read_back.started_with is None
+    with django_assert_num_queries(2):
+        assert _claim(read_back.pk, read_back) is not None
+
+
 def test_an_agent_spend_cap_lowered_after_the_claim_binds_once_the_reuse_window_ends(world, llm, monkeypatch):
     """With the window at zero the cap is read at the call: a cap lowered between claim and call
     refuses the call; within the window the claim's figure is used."""

@@ -113,3 +113,6 @@ def test_a_webhook_delivery_starts_its_run_without_a_savepoint(world, alice_clie
         assert [s for s in statements if "INSERT INTO" in s and '"agents_run"' in s], statements
         # The test's own transaction makes the delivery's atomic block a savepoint; inside it, no more.
         assert sum(s.startswith("SAVEPOINT") for s in statements) == 1, statements
+        # The tenant's plan comes with the trigger's lookup, not from a read of its own.
+        assert not [s for s in statements if 'FROM "billing_subscription"' in s], statements
+        assert sum('LEFT JOIN "billing_subscription"' in s for s in statements) == 1, statements
