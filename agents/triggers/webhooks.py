@@ -21,7 +21,7 @@ from agents.triggers import services as trigger_services
 from agents.triggers.inbound_email import email_receive
 from agents.triggers.models import Trigger
 from billing.errors import QuotaExceeded
-from falcon import jsonlimits, metrics, signing
+from falcon import counters, jsonlimits, metrics, signing
 from falcon.admission import Admission
 from falcon.errors import error_response, json_error
 
@@ -84,14 +84,12 @@ def _webhook_receive(request: HttpRequest, public_id: str) -> JsonResponse:
         else:
             problem = signing.verify_header(secrets_now, headers.get(config["header_name"].lower(), ""))
         if problem:
-            cache.add(failures, 0, timeout=120)
-            cache.incr(failures)
+            counters.hit(failures, 120)
             trigger_services.trigger_refusal_record(trigger=trigger, code="bad_signature", message=problem)
             return json_error(401, "bad_signature", f"The webhook is not authenticated: {problem}.")
     window = int(time.time() // 60)
     key = f"falcon:hook-rate:{trigger.pk}:{window}"
-    cache.add(key, 0, timeout=120)
-    if cache.incr(key) > int(config.get("rate_limit_per_minute", 600)):
+    if counters.hit(key, 120) > int(config.get("rate_limit_per_minute", 600)):
         return json_error(429, "rate_limited", "Too many deliveries to this trigger this minute.")
     body, failure = _parse(request)
     if failure is not None:

@@ -532,3 +532,50 @@ def test_schedule_preview_lists_the_next_five_firings_in_the_time_zone():
     assert [t.minute for t in quarter_hours] == [15, 30]
     every_hour = schedule_preview({"interval_s": 3600}, now=now, count=2)
     assert [t.hour for t in every_hour] == [11, 12]
+
+
+@pytest.fixture(params=["local memory", "redis"])
+def shared_cache(request, settings):
+    """Both caches the rate limits count in: the default local memory, and Redis (FALCON_CACHE_URL)."""
+    if request.param == "redis":
+        from django.core.cache import caches
+
+        settings.CACHES = {
+            "default": {
+                "BACKEND": "django.core.cache.backends.redis.RedisCache",
+                "LOCATION": "redis://127.0.0.1:6379/9",
+            }
+        }
+        caches["default"].clear()
+    return request.param
+
+
+@pytest.mark.django_db
+def test_deliveries_beyond_the_rate_per_minute_and_bad_signatures_beyond_the_budget_are_429(
+    world, alice_client, client, shared_cache, monkeypatch
+):
+    from agents.triggers import webhooks
+
+    agent_id = create_agent(alice_client, ECHO)
+    trigger = _make(
+        alice_client,
+        agent_id,
+        config={"auth": "header", "header_name": "X-Token", "rate_limit_per_minute": 2},
+        input_mapping={"order": 1},
+    )
+    url = f"/hooks/{trigger['public_id']}"
+    good = {"HTTP_X_TOKEN": trigger["signing_secret"]}
+    codes = [_post(client, url, b"{}", **good).status_code for _ in range(3)]
+    assert codes == [202, 202, 429]
+    assert Run.objects.count() == 2
+    if shared_cache == "redis":  # counted in Redis itself, each counter with its lifetime
+        import redis
+
+        server = redis.Redis.from_url("redis://127.0.0.1:6379/9")
+        (key,) = server.keys("*hook-rate*")
+        assert (int(server.get(key)), 0 < server.ttl(key) <= 120) == (3, True)
+
+    monkeypatch.setattr(webhooks, "REFUSALS_PER_MINUTE", 2)
+    bad = [_post(client, url, b"{}", HTTP_X_TOKEN="wrong").status_code for _ in range(3)]
+    assert bad == [401, 401, 429]  # the third is refused before its signature is checked
+    assert Run.objects.count() == 2
