@@ -66,6 +66,24 @@ def _fresh_cache() -> None:
     cache.clear()
 
 
+REDIS_CACHE_URL = "redis://127.0.0.1:6379/9"
+
+
+@pytest.fixture
+def redis_cache(settings: Any) -> Any:
+    """The cache on Redis, as FALCON_CACHE_URL sets it in production (emptied before and after); the
+    Redis client on the same database."""
+    import redis
+    from django.core.cache import caches
+
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_CACHE_URL}
+    }
+    caches["default"].clear()
+    yield redis.Redis.from_url(REDIS_CACHE_URL)
+    caches["default"].clear()
+
+
 @pytest.fixture
 def world(db: None) -> World:
     alice = make_user(email="alice@a.example")

@@ -5,23 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 import redis
-from django.core.cache import cache, caches
+from django.core.cache import cache
 
 from falcon import counters
-
-REDIS_URL = "redis://127.0.0.1:6379/9"
-
-
-@pytest.fixture
-def redis_cache(settings: Any) -> Any:
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
-    }
-    caches["default"].clear()
-    yield redis.Redis.from_url(REDIS_URL)
-    caches["default"].clear()
 
 
 def test_counts_on_the_local_memory_cache() -> None:

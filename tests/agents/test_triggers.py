@@ -535,19 +535,10 @@ def test_schedule_preview_lists_the_next_five_firings_in_the_time_zone():
 
 
 @pytest.fixture(params=["local memory", "redis"])
-def shared_cache(request, settings):
-    """Both caches the rate limits count in: the default local memory, and Redis (FALCON_CACHE_URL)."""
-    if request.param == "redis":
-        from django.core.cache import caches
-
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": "redis://127.0.0.1:6379/9",
-            }
-        }
-        caches["default"].clear()
-    return request.param
+def shared_cache(request):
+    """Both caches the rate limits count in: the default local memory, and Redis (FALCON_CACHE_URL):
+    None, or the Redis client."""
+    return request.getfixturevalue("redis_cache") if request.param == "redis" else None
 
 
 @pytest.mark.django_db
@@ -568,12 +559,9 @@ def test_deliveries_beyond_the_rate_per_minute_and_bad_signatures_beyond_the_bud
     codes = [_post(client, url, b"{}", **good).status_code for _ in range(3)]
     assert codes == [202, 202, 429]
     assert Run.objects.count() == 2
-    if shared_cache == "redis":  # counted in Redis itself, each counter with its lifetime
-        import redis
-
-        server = redis.Redis.from_url("redis://127.0.0.1:6379/9")
-        (key,) = server.keys("*hook-rate*")
-        assert (int(server.get(key)), 0 < server.ttl(key) <= 120) == (3, True)
+    if shared_cache is not None:  # counted in Redis itself, each counter with its lifetime
+        (key,) = shared_cache.keys("*hook-rate*")
+        assert (int(shared_cache.get(key)), 0 < shared_cache.ttl(key) <= 120) == (3, True)
 
     monkeypatch.setattr(webhooks, "REFUSALS_PER_MINUTE", 2)
     bad = [_post(client, url, b"{}", HTTP_X_TOKEN="wrong").status_code for _ in range(3)]
