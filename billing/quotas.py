@@ -349,6 +349,20 @@ def _hold_all(
     the statement itself: an LLM call's four counters were four statements in a transaction, and
     hundreds of concurrent calls queued on those locks while their holders waited for the GIL.
     """
+    statement, params = _hold_sql(ent, holds, check=check)
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        found = cursor.fetchall()
+    if len(found) != len(holds):
+        return None
+    # RETURNING may only name the updated table's columns (SQLite): matched back by counter key.
+    tenant_dbs = {t: _prep(t, ent.period_start)[0] for t in {hold.tenant_id for hold in holds}}
+    by_key = {(str(t), m, sc): (int(i), int(used), int(alerted)) for i, used, alerted, t, m, sc in found}
+    return [by_key[(str(tenant_dbs[h.tenant_id]), h.metric, h.scope)] for h in holds]
+
+
+def _hold_sql(ent: Entitlement, holds: list[Hold], *, check: bool) -> tuple[str, list[Any]]:
+    """``_hold_all``'s statement and parameters (one row per changed counter in RETURNING)."""
     rows = ", ".join(["(%s, %s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(holds))
     params: list[Any] = []
     # Each tenant id prepared once (a hold's tenant is the caller's or, for Free credit, a founder's).
@@ -381,14 +395,7 @@ def _hold_all(
         f"WHERE {_TABLE}.id = l.id AND v.ok RETURNING "
         + ", ".join(f"{_TABLE}.{c}" for c in ("id", "used", "alerted_pct", "tenant_id", "metric", "scope"))
     )
-    with connection.cursor() as cursor:
-        cursor.execute(statement, [*params, start_db, len(holds)])
-        found = cursor.fetchall()
-    if len(found) != len(holds):
-        return None
-    # RETURNING may only name the updated table's columns (SQLite): matched back by counter key.
-    by_key = {(str(t), m, sc): (int(i), int(used), int(alerted)) for i, used, alerted, t, m, sc in found}
-    return [by_key[(str(tenant_dbs[h.tenant_id]), h.metric, h.scope)] for h in holds]
+    return statement, [*params, start_db, len(holds)]
 
 
 def _platform_credit_hold(ent: Entitlement, cost: int) -> Hold:
@@ -417,15 +424,21 @@ def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | f
     if reservation.settled:
         return
     reservation.settled = True
+    deltas = _settle_deltas(reservation, tokens, cost_usd)
+    if deltas:
+        _settle_now(reservation.ent, deltas)
+
+
+def _settle_deltas(reservation: Reservation, tokens: int, cost_usd: Decimal | float) -> list[Hold]:
     cost = usd_to_micro(cost_usd)
-    ent = reservation.ent
     deltas = [
         replace(hold, units=(tokens if hold.metric == Metric.LLM_TOKENS.value else cost) - hold.units)
         for hold in reservation.held
     ]
-    deltas = [d for d in deltas if d.units != 0]
-    if not deltas:
-        return
+    return [d for d in deltas if d.units != 0]
+
+
+def _settle_now(ent: Entitlement, deltas: list[Hold]) -> None:
     settled = _hold_all(ent, deltas, check=False)
     if settled is None:  # a counter vanished (retention): settle what is there, one by one
         settled = []
@@ -434,6 +447,44 @@ def quota_settle(reservation: Reservation, *, tokens: int, cost_usd: Decimal | f
                 result = _add(hold.tenant_id, hold.metric, hold.scope, ent.period_start, hold.units, None)
                 settled.append(result or (0, 0, 100))
     _alerts_after(ent, deltas, settled)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """A reservation's settlement as one statement for the caller to run within its own (a run's
+    finishing statement: one round trip and one commit instead of two). It only gives units back, so
+    no usage alert can be crossed; ``changed`` is how many counters it must change."""
+
+    statement: str
+    params: list[Any]
+    changed: int
+    ent: Entitlement
+    deltas: list[Hold]
+
+    def done(self, changed: int) -> None:
+        """After the caller's statement: a counter that had vanished meanwhile (its statement changed
+        none, all or nothing) is settled the slow way, as ``quota_settle`` would."""
+        if changed != self.changed:
+            _settle_now(self.ent, self.deltas)
+
+
+def quota_settlement(
+    reservation: Reservation, *, tokens: int, cost_usd: Decimal | float
+) -> Settlement | None:
+    """``quota_settle`` for a caller that has a statement of its own to send: the settlement as a
+    statement when the call used no more than its estimate (PostgreSQL: a data-modifying CTE), else
+    settled here and now. None: nothing left to run (settled, or nothing to give back)."""
+    if reservation.settled:
+        return None
+    reservation.settled = True
+    deltas = _settle_deltas(reservation, tokens, cost_usd)
+    if not deltas:
+        return None
+    if connection.vendor != "postgresql" or any(d.units > 0 for d in deltas):
+        _settle_now(reservation.ent, deltas)  # an overshoot may cross an alert: checked as it is added
+        return None
+    statement, params = _hold_sql(reservation.ent, deltas, check=False)
+    return Settlement(statement, params, len(deltas), reservation.ent, deltas)
 
 
 def _alerts_after(ent: Entitlement, holds: list[Hold], results: list[tuple[int, int, int]]) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from django.db import connection, models
 
@@ -176,6 +176,12 @@ def update(
     return update_with(model, values, where, params, add=add, notify=notify)[0]
 
 
+class Updated(NamedTuple):
+    changed: int  # rows the UPDATE changed
+    found: bool  # the ``exists`` query's answer (False without one)
+    also: tuple[int, ...]  # rows each ``also`` statement returned
+
+
 def update_with(
     model: type[models.Model],
     values: dict[str, Any],
@@ -186,17 +192,21 @@ def update_with(
     notify: tuple[str, str] | None = None,
     insert_rows: Sequence[models.Model] = (),
     exists: tuple[str, Sequence[Any]] | None = None,
-) -> tuple[int, bool]:
+    also: Sequence[tuple[str, Sequence[Any]]] = (),
+) -> Updated:
     """``update`` that also inserts ``insert_rows`` (rows of another model, e.g. a run's last steps with its
-    outcome) and answers ``exists`` (``(query, params)``: whether the query finds a row, in the
-    statement's snapshot): one
-    statement on PostgreSQL (one round trip and one commit, all or nothing), one after the other
-    elsewhere. Returns (rows changed, the condition's answer; False without one)."""
+    outcome), runs the ``also`` statements (``(statement, params)``, data-modifying with RETURNING, e.g.
+    a quota settlement) and answers ``exists`` (``(query, params)``: whether the query finds a row, in
+    the statement's snapshot): one statement on PostgreSQL (one round trip and one commit, all or
+    nothing; the ``also`` statements run even when the UPDATE matches no row), one after the other
+    elsewhere."""
     add = add or {}
     prepared = [field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
     statement = _update_sql(model, tuple(values), tuple(add), where)
     all_params = [*prepared, *add.values(), *params]
-    if connection.vendor == "postgresql" and (notify is not None or insert_rows or exists is not None):
+    if connection.vendor == "postgresql" and (
+        notify is not None or insert_rows or exists is not None or also
+    ):
         ctes, before = [f"changed AS ({statement} RETURNING 1)"], []
         answers = ["(SELECT count(*) FROM changed)"]
         if insert_rows:
@@ -206,22 +216,35 @@ def update_with(
             ctes.append("told AS (SELECT pg_notify(%s, %s) FROM changed)")
             answers.append("(SELECT count(*) FROM told)")  # a CTE nobody reads would not run
             all_params += notify
+        for n, (also_sql, also_params) in enumerate(also):
+            ctes.append(f"also{n} AS ({also_sql})")
+            answers.append(f"(SELECT count(*) FROM also{n})")  # noqa: S608 - a CTE name
+            all_params += also_params
         if exists is not None:
             answers.append(f"EXISTS ({exists[0]})")
             all_params += exists[1]
         with connection.cursor() as cursor:
             cursor.execute(f"WITH {', '.join(ctes)} SELECT {', '.join(answers)}", [*before, *all_params])
             row = cursor.fetchone()
-        return int(row[0]), bool(exists is not None and row[-1])
+        first_also = 2 if notify is not None else 1
+        return Updated(
+            int(row[0]),
+            bool(exists is not None and row[-1]),
+            tuple(int(n) for n in row[first_also : first_also + len(also)]),
+        )
     insert(insert_rows)
     with connection.cursor() as cursor:
         cursor.execute(statement, all_params)
         changed = int(cursor.rowcount)
+        counts = []
+        for also_sql, also_params in also:
+            cursor.execute(also_sql, list(also_params))
+            counts.append(len(cursor.fetchall()))
         found = False
         if exists is not None:
             cursor.execute(f"SELECT EXISTS ({exists[0]})", list(exists[1]))
             found = bool(cursor.fetchone()[0])
-    return changed, found
+    return Updated(changed, found, tuple(counts))
 
 
 @cache

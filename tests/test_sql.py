@@ -35,7 +35,7 @@ def _steps(run: Run, *keys: str) -> list[StepRun]:
 
 
 def _finish(run: Run, *keys: str) -> tuple[int, bool]:
-    return sql.update_with(
+    updated = sql.update_with(
         Run,
         {"status": "succeeded", "output": 42},
         "id = %s AND status = %s",
@@ -45,6 +45,7 @@ def _finish(run: Run, *keys: str) -> tuple[int, bool]:
         insert_rows=_steps(run, *keys),
         exists=deferred_query(run.tenant_id),
     )
+    return updated.changed, updated.found
 
 
 def test_update_with_inserts_updates_and_answers_in_one_statement(run, django_assert_num_queries):

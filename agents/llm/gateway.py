@@ -32,7 +32,16 @@ from agents.engine.spec import PROVIDERS, provider_of
 from agents.engine.types import LlmError, LlmRequest, LlmResult, ToolCall
 from agents.llm.models import ModelPrice
 from billing.errors import QuotaExceeded
-from billing.quotas import UNREAD, AgentCap, Entitlement, Reservation, quota_reserve, quota_settle
+from billing.quotas import (
+    UNREAD,
+    AgentCap,
+    Entitlement,
+    Reservation,
+    Settlement,
+    quota_reserve,
+    quota_settle,
+    quota_settlement,
+)
 from connectors.errors import Blocked, ConnectorError
 from connectors.kinds.http import guarded_request
 from connectors.netguard import PUBLIC_ONLY, NetPolicy, pinned_resolution
@@ -893,6 +902,14 @@ def llm_budget_settle(reservation: Reservation, result: LlmResult | None) -> Non
         quota_settle(
             reservation, tokens=result.prompt_tokens + result.completion_tokens, cost_usd=result.cost_usd
         )
+
+
+def llm_budget_settlement(reservation: Reservation, result: LlmResult) -> Settlement | None:
+    """``llm_budget_settle`` as a statement for a caller that sends one of its own (a run's finishing
+    statement), when the call stayed within its estimate; else settled now (None)."""
+    return quota_settlement(
+        reservation, tokens=result.prompt_tokens + result.completion_tokens, cost_usd=result.cost_usd
+    )
 
 
 def llm_probe(*, model: str, credentials: dict[str, Any]) -> dict[str, Any]:

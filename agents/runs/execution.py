@@ -8,11 +8,12 @@ only the few connections that are doing short writes (see docs/decisions/0005-ru
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -49,7 +50,15 @@ from agents.runs.services import (
 from agents.workflows.models import Agent, AgentVersion, Variable
 from billing.models import AgentSpendCap, Subscription
 from billing.plans import Metric
-from billing.quotas import SUBSCRIPTION_FIELDS, UNREAD, AgentCap, Entitlement, entitlement_of
+from billing.quotas import (
+    SUBSCRIPTION_FIELDS,
+    UNREAD,
+    AgentCap,
+    Entitlement,
+    Reservation,
+    Settlement,
+    entitlement_of,
+)
 from connectors.errors import ConnectorError
 from connectors.kinds import KINDS, LLM_PROVIDER_KINDS, LLM_PROVIDERS, Resolved
 from connectors.models import Connector
@@ -323,6 +332,11 @@ def _settle(reservation: Any, future: Future[Answer]) -> None:
 # --- Hooks: the engine's window on the database ---------------------------------------------------------
 
 
+def _pure(row: StepRun) -> bool:
+    """A step whose re-execution after a crash changes nothing outside the run."""
+    return row.kind == StepRun.Kind.STEP and (row.step_type in PURE_STEP_TYPES or row.status == "skipped")
+
+
 class DatabaseHooks:
     """Checkpoints to StepRun rows; LLM calls without holding a database connection; cancellation."""
 
@@ -347,6 +361,10 @@ class DatabaseHooks:
         self.trace_parent = tracing.current()  # the run's span: the parent of every step's
         self._lock = threading.Lock()
         self._pending: list[StepRun] = []
+        self._effects = 0  # side effects in flight (LLM calls, connector calls, sleeps)
+        # LLM calls answered whose reservations are not settled yet: the next call's reservation, or
+        # the run's finishing statement, settles them (one round trip less per call).
+        self._unsettled: list[tuple[Reservation, LlmResult]] = []
         self.prompts_used: list[dict[str, Any]] = []
         # What this claim recorded (prompt tokens, completion tokens, cost): the run's totals when it
         # is the run's first claim, without summing the rows back.
@@ -358,10 +376,14 @@ class DatabaseHooks:
         events.step_started_notify(self.run.pk, key, step_type)
 
     def checkpoint(self, record: StepRecord) -> None:
-        """Side-effect steps are saved at once; pure ones (transform, branch, skips) are batched.
+        """Step rows are batched and saved by the next statement that has to be sent anyway.
 
-        A crash loses at most the batched pure steps since the last side effect, and re-executing those
-        changes nothing outside the run: one INSERT per LLM/HTTP/DB step instead of one per step.
+        Pure steps (transform, branch, skips) wait for the run's finishing statement; re-executing
+        them after a crash changes nothing outside the run. A side-effect step's row (an LLM or
+        connector call) waits only while no other side effect is in flight: the next effect saves it
+        before it starts (``_effect``), else the finishing statement inserts it with the outcome. A
+        crash therefore never repeats a side effect while another runs, and a run ending with its
+        LLM call records the step and the outcome in one round trip.
         """
         row = StepRun(
             tenant_id=self.run.tenant_id,
@@ -393,15 +415,43 @@ class DatabaseHooks:
             metrics.STEP_DURATION.labels(record.step_type, record.status).observe(
                 max(0.0, (record.finished_at - record.started_at).total_seconds())
             )
-        pure = record.kind == StepRun.Kind.STEP and (
-            record.step_type in PURE_STEP_TYPES or record.status == "skipped"
-        )
         with self._lock:
             self._pending.append(row)
-            if pure:
+            if self._effects == 0 or _pure(row):
                 return
             rows, self._pending = self._pending, []
         self._save(rows)
+
+    @contextlib.contextmanager
+    def _effect(self) -> Iterator[None]:
+        """Around a side effect: the side-effect steps recorded but not saved are saved first, so a
+        crash during this effect cannot repeat theirs (the count and the batch change under one lock:
+        a step recorded meanwhile by another thread sees this effect in flight and is saved at once)."""
+        with self._lock:
+            self._effects += 1
+            effectful = any(not _pure(row) for row in self._pending)
+            rows, self._pending = (self._pending, []) if effectful else ([], self._pending)
+        try:
+            if rows:
+                self._save(rows)
+            yield
+        finally:
+            with self._lock:
+                self._effects -= 1
+
+    def settle_pending(self) -> None:
+        """Settles the LLM calls answered so far (their reservations replaced by the real figures)."""
+        with self._lock:
+            unsettled, self._unsettled = self._unsettled, []
+        for reservation, result in unsettled:
+            llm.llm_budget_settle(reservation, result)
+
+    def take_settlements(self) -> list[Settlement]:
+        """The answered calls' settlements as statements for the finishing statement (settled here
+        and now when one cannot be: see ``quota_settlement``)."""
+        with self._lock:
+            unsettled, self._unsettled = self._unsettled, []
+        return [s for r, result in unsettled if (s := llm.llm_budget_settlement(r, result)) is not None]
 
     def flush(self) -> None:
         """Saves the batched pure steps now (a run handed back to the queue keeps them)."""
@@ -482,6 +532,11 @@ class DatabaseHooks:
         return tenant_llm_credentials(self.run.tenant_id, request, self._resolve)
 
     def llm(self, request: LlmRequest) -> LlmResult:
+        with self._effect():
+            self.settle_pending()  # the previous calls' real figures, before this call's estimate
+            return self._llm(request)
+
+    def _llm(self, request: LlmRequest) -> LlmResult:
         credentials = self._llm_credentials(request)
         price = llm.price_of(request.model)  # the reservation and the answer priced alike, read once
         fresh = time.monotonic() < self._entitlement_until  # else both are read again
@@ -512,7 +567,8 @@ class DatabaseHooks:
         except BaseException:
             llm.llm_budget_settle(reservation, None)
             raise
-        llm.llm_budget_settle(reservation, result)
+        with self._lock:
+            self._unsettled.append((reservation, result))  # settled with the next statement sent
         return result
 
     def _llm_wait(self, request: LlmRequest, future: Future[Answer]) -> LlmResult:
@@ -626,8 +682,14 @@ class DatabaseHooks:
                 code="connector_kind_mismatch",
             )
         resolved = self._resolve(found)
-        if not connection.in_atomic_block:
-            connection.close()  # the remote system may take seconds: do not hold a pooled connection
+        with self._effect():
+            if not connection.in_atomic_block:
+                connection.close()  # the remote system may take seconds: do not hold a pooled connection
+            return self._call(found, kind, resolved, step_type, operation)
+
+    def _call(
+        self, found: Connector, kind: Any, resolved: Resolved, step_type: str, operation: dict[str, Any]
+    ) -> Any:
         try:
             with tracing.within(self.trace_parent):  # HTTP and database spans join the run's trace
                 answer = kind.call(resolved, step_type, operation)
@@ -640,11 +702,12 @@ class DatabaseHooks:
         return answer
 
     def sleep(self, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if self._interrupted():
-                raise RunCancelled()
-            time.sleep(min(0.25, max(0.0, end - time.monotonic())))
+        with self._effect():  # a wait (a retry's back-off, a short wait step) saves what it follows
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                if self._interrupted():
+                    raise RunCancelled()
+                time.sleep(min(0.25, max(0.0, end - time.monotonic())))
 
     def thread_done(self) -> None:
         logs.fresh()
@@ -766,6 +829,7 @@ def _run_execute(run_id: Any, *, run: Run | None = None, handed: Run | None = No
         },
     )
     span_token = otel_context.attach(trace.set_span_in_context(span))
+    hooks: DatabaseHooks | None = None
     try:
         spec = spec_for_version(run.version_id, _definition_of(run.version_id))
         # Every claim counts (crash re-queues and resumed waits too): the first has nothing to resume.
@@ -825,6 +889,8 @@ def _run_execute(run_id: Any, *, run: Run | None = None, handed: Run | None = No
             tracing.failed(span, (outcome.error or {}).get("code") or status)
         return executed
     finally:
+        if hooks is not None:
+            _settle_rest(hooks)
         otel_context.detach(span_token)
         span.end()
         logs.unbind(context)
@@ -832,6 +898,15 @@ def _run_execute(run_id: Any, *, run: Run | None = None, handed: Run | None = No
             heartbeats.discard(run.pk)
         if not connection.in_atomic_block:
             connection.close()  # back to the pool: the thread may now wait a long time for its next task
+
+
+def _settle_rest(hooks: DatabaseHooks) -> None:
+    """The answered LLM calls a run ended without settling (it was handed back, lost to another
+    claim, or crashed in the engine): their tokens were spent all the same."""
+    try:
+        hooks.settle_pending()
+    except Exception:
+        logger.exception("Could not settle the LLM calls of run %s", hooks.run.pk)
 
 
 def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: DatabaseHooks) -> Executed:
@@ -880,8 +955,10 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
     where = "id = %s AND status = %s AND claims = %s"
     where_params = [sql.param(Run, "id", run.pk), Run.Status.RUNNING, run.claims]
     told = status != "waiting" and not claimed.inline  # whoever waits for the run is woken
+    # The LLM calls' quota settlements ride along: they apply even if the run is no longer this claim's.
+    settlements = hooks.take_settlements()
     try:
-        updated, deferred = sql.update_with(
+        finished = sql.update_with(
             Run,
             fields,
             where,
@@ -890,10 +967,16 @@ def _finish(claimed: Claimed, outcome: RunOutcome, elapsed: float, hooks: Databa
             notify=run_finished_message(run.pk) if told else None,  # sent by the UPDATE itself
             insert_rows=steps,
             exists=deferred_query(run.tenant_id) if told else None,
+            also=[(s.statement, s.params) for s in settlements],
         )
     except IntegrityError:
         # Another claim already recorded one of these steps as succeeded: the run is that claim's.
+        for settlement in settlements:
+            settlement.done(0)  # the statement changed nothing: settled on their own
         return Executed(None)
+    for settlement, changed in zip(settlements, finished.also, strict=True):
+        settlement.done(changed)
+    updated, deferred = finished.changed, finished.found
     if updated:
         metrics.RUN_DURATION.labels(status).observe(elapsed)
         if status != "waiting":

@@ -11,6 +11,7 @@ from agents.models import Run, StepRun
 from agents.runs.execution import DatabaseHooks, run_claim, run_execute
 from agents.runs.services import run_start, runs_sweep
 from agents.workflows.services import agent_create, version_publish
+from billing.models import UsageCounter
 from billing.services import plan_set
 from tenants.audit import Actor
 from tests.agents.helpers import published_agent
@@ -222,10 +223,11 @@ def test_a_worker_executes_a_run_of_pure_steps_in_three_statements(three_steps, 
 def test_an_llm_run_takes_its_plan_and_its_agents_spend_cap_from_the_claim(
     world, llm, django_assert_num_queries
 ):
-    """Eight statements: the run's state with the plan; the claim (its UPDATE returns the agent's
-    spend cap); the tenant's provider connector; the price; the reservation; the settlement; the
-    step; the outcome (on a worker, outside the test's transaction, a ninth: the step's start notice
-    for event streams). No read of the cap or of the plan per LLM call."""
+    """Six statements: the run's state with the plan; the claim (its UPDATE returns the agent's
+    spend cap); the tenant's provider connector; the price; the reservation; the outcome, which also
+    inserts the step and settles the reservation (on a worker, outside the test's transaction, a
+    seventh: the step's start notice for event streams). No read of the cap or of the plan per LLM
+    call."""
     from billing.services import agent_spend_cap_set
     from tests.servers.llm import Reply
 
@@ -238,10 +240,16 @@ def test_an_llm_run_takes_its_plan_and_its_agents_spend_cap_from_the_claim(
     run_execute(run_start(agent=agent, input={}, actor=SYSTEM)[0].pk)  # parses the spec once
     run, _ = run_start(agent=agent, input={}, actor=SYSTEM)
     llm.enqueue(Reply(text="hello"))
-    with django_assert_num_queries(8) as captured:
+    with django_assert_num_queries(6) as captured:
         assert run_execute(run.pk) == "succeeded"
     assert not any("billing_agentspendcap" in q["sql"].split("RETURNING")[0] for q in captured)
     assert Run.objects.get(pk=run.pk).output == "hello"
+    step = StepRun.objects.get(run=run)
+    # The counters hold both runs' real figures, not the estimates: the settlement rode along.
+    tokens = sum(r.prompt_tokens + r.completion_tokens for r in StepRun.objects.filter(run__agent=agent))
+    assert step.prompt_tokens + step.completion_tokens > 0
+    used = UsageCounter.objects.filter(tenant=world.tenant_a, metric="llm_tokens", scope="")
+    assert used.values_list("used", flat=True).get() == tokens
 
 
 def test_a_run_handed_over_by_its_start_is_claimed_in_one_round_trip(agent, django_assert_num_queries):
@@ -336,3 +344,31 @@ def test_a_claim_that_lost_its_run_records_neither_its_steps_nor_an_outcome(thre
     assert run_execute(run.pk) is None
     assert Run.objects.get(pk=run.pk).status == "running"  # not finished by the claim that lost it
     assert list(StepRun.objects.filter(run=run).values_list("key", "claim")) == [("b", 2)]
+
+
+def test_a_side_effect_step_is_saved_before_the_next_effect_or_at_once_while_one_is_in_flight(agent):
+    """A step that called out (an LLM, a connector) is never left unsaved while another side effect
+    runs: a crash then would repeat it. With nothing in flight its row waits for the next effect (which
+    saves it first) or for the run's finishing statement; pure steps wait for the finish either way."""
+    from agents.engine.types import StepRecord
+
+    run, _ = run_start(agent=agent, input={}, actor=SYSTEM)
+    hooks = DatabaseHooks(run)
+
+    def saved() -> list[str]:
+        return sorted(StepRun.objects.filter(run=run).values_list("key", flat=True))
+
+    hooks.checkpoint(StepRecord(key="ask", step_id="ask", step_type="llm"))
+    hooks.checkpoint(StepRecord(key="shape", step_id="shape", step_type="transform"))
+    assert saved() == []  # nothing in flight: both wait
+    with hooks._effect():  # the next call starts: what called out before it is saved first
+        assert saved() == ["ask", "shape"]
+        # Recorded while this effect is in flight (another branch of a map): saved at once.
+        hooks.checkpoint(StepRecord(key="other", step_id="other", step_type="http"))
+        assert saved() == ["ask", "other", "shape"]
+        hooks.checkpoint(StepRecord(key="pure", step_id="pure", step_type="transform"))
+        assert saved() == ["ask", "other", "shape"]  # a pure step still waits
+    hooks.checkpoint(StepRecord(key="tail", step_id="tail", step_type="transform"))
+    with hooks._effect():  # only pure steps wait: nothing to save before this effect
+        assert saved() == ["ask", "other", "shape"]
+    assert [row.key for row in hooks.take_pending()] == ["pure", "tail"]

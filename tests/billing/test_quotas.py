@@ -22,6 +22,7 @@ from billing.quotas import (
     quota_consume,
     quota_reserve,
     quota_settle,
+    quota_settlement,
     usage_period,
     usage_summary,
 )
@@ -135,6 +136,44 @@ def test_settling_replaces_the_estimate_with_the_real_figures(world):
     counters = dict(UsageCounter.objects.filter(tenant=world.tenant_a).values_list("metric", "used"))
     # Own credentials: no platform spend, but tokens and the cost caps count.
     assert counters == {"llm_tokens": 42, "llm_cost_usd": 1000}
+
+
+@pytest.mark.django_db
+def test_a_settlement_rides_in_the_callers_statement_and_falls_back_when_it_changed_nothing(world):
+    """``quota_settlement``: a call that stayed within its estimate is settled by a statement the
+    caller sends with its own (a run's finishing statement); one that overshot is settled at once
+    (it may cross an alert); a settlement whose statement changed nothing is settled the slow way."""
+    from falcon import sql
+
+    def used() -> dict[str, int]:
+        counters = UsageCounter.objects.filter(tenant=world.tenant_a, metric__startswith="llm_")
+        return dict(counters.values_list("metric", "used"))
+
+    within = quota_reserve(world.tenant_a, tokens=1000, cost_usd=Decimal("0.50"), platform=False)
+    settlement = quota_settlement(within, tokens=42, cost_usd=Decimal("0.001"))
+    assert settlement is not None
+    assert settlement.changed == 2
+    assert used() == {"llm_tokens": 1000, "llm_cost_usd": 500_000}  # nothing sent yet
+    agent = published_agent(world.tenant_a, {"steps": [{"id": "s", "type": "transform", "value": 1}]})
+    run, _ = run_start(agent=agent, input={}, actor=SYSTEM, enqueue=False)
+    finished = sql.update_with(
+        Run, {"status": "succeeded"}, "id = %s", [sql.param(Run, "id", run.pk)],
+        also=[(settlement.statement, settlement.params)],
+    )  # fmt: skip
+    assert (finished.changed, finished.also) == (1, (2,))
+    settlement.done(finished.also[0])
+    assert used() == {"llm_tokens": 42, "llm_cost_usd": 1000}
+    assert quota_settlement(within, tokens=42, cost_usd=Decimal("0.001")) is None  # settled once
+
+    over = quota_reserve(world.tenant_a, tokens=10, cost_usd=Decimal("0.001"), platform=False)
+    assert quota_settlement(over, tokens=50, cost_usd=Decimal("0.002")) is None  # settled now
+    assert used() == {"llm_tokens": 92, "llm_cost_usd": 3000}
+
+    lost = quota_reserve(world.tenant_a, tokens=1000, cost_usd=Decimal("0.50"), platform=False)
+    settlement = quota_settlement(lost, tokens=8, cost_usd=Decimal("0.001"))
+    assert settlement is not None
+    settlement.done(0)  # the caller's statement failed (or a counter had vanished): settled alone
+    assert used() == {"llm_tokens": 100, "llm_cost_usd": 4000}
 
 
 # --- the run quota through the API and triggers -----------------------------------------------------------
