@@ -27,7 +27,7 @@ from django.utils import timezone
 from billing.alerts import usage_alert_record
 from billing.errors import PlanLimitReached, QuotaExceeded, json_value
 from billing.models import AgentSpendCap, Subscription, UsageCounter
-from billing.plans import FREE, METERED, MICRO, USD_METRICS, Feature, Metric, Plan, plan_get
+from billing.plans import FREE, METERED, MICRO, PLANS, USD_METRICS, Feature, Metric, Plan, plan_get
 from billing.registry import object_count
 from falcon import metrics, sql
 from tenants.models import Tenant, tenant_lock
@@ -141,6 +141,26 @@ def entitlement_of(tenant_id: Any, row: Sequence[Any] | None, *, now: datetime |
         grace_until=grace_until,
         spend_cap_usd=spend_cap,
         stripe_managed=bool(stripe_id),
+    )
+
+
+def concurrency_limit_sql(tenant: str) -> str:
+    """The tenant's concurrent-run limit as a SQL expression (``tenant``: an SQL expression of its
+    id), for a claim that counts and takes a slot in one statement: the plan's figure with the
+    subscription's override, as ``entitlement_of(...).limit(Metric.CONCURRENT_RUNS)`` computes it
+    (``tests/billing/test_quotas.py`` compares the two on every plan)."""
+    return _concurrency_limit_sql().replace("%(tenant)s", tenant)
+
+
+@lru_cache(maxsize=1)
+def _concurrency_limit_sql() -> str:
+    plans = ", ".join(f"('{code}', {int(plan.concurrent_runs)})" for code, plan in sorted(PLANS.items()))
+    subscriptions = Subscription._meta.db_table
+    override = f"trunc(CAST(s.overrides ->> '{Metric.CONCURRENT_RUNS.value}' AS numeric))"
+    return (
+        f"(SELECT CAST(COALESCE({override}, p.lim, {int(FREE.concurrent_runs)}) AS integer) "  # noqa: S608
+        f"FROM (SELECT 1) one LEFT JOIN {subscriptions} s ON s.tenant_id = %(tenant)s "
+        f"LEFT JOIN (VALUES {plans}) p(code, lim) ON p.code = s.plan)"
     )
 
 

@@ -57,6 +57,7 @@ from billing.quotas import (
     Entitlement,
     Reservation,
     Settlement,
+    concurrency_limit_sql,
     entitlement_of,
 )
 from connectors.errors import ConnectorError
@@ -238,6 +239,46 @@ def _claim_in_one_trip(run_param: Any, tenant_id: Any, limit: int, now: Any) -> 
         return cursor.fetchone()
 
 
+@cache
+def _claim_by_id_sql() -> str:
+    """A worker's claim when it knows the run's id alone (PostgreSQL): ``_claim_trip_sql`` with the
+    tenant and its concurrency limit found by the statements themselves (the limit from the plan and
+    the subscription's override, ``billing.quotas.concurrency_limit_sql``), and the subscription's
+    fields returned with the run for the plan the run's LLM calls are reserved under. One round trip
+    where a state read came first."""
+    runs = sql.table(Run)
+    tenant = f"{runs}.{sql.column(Run, 'tenant')}"
+    running = (
+        f"(SELECT COUNT(*) FROM {runs} busy WHERE busy.tenant_id = {tenant} AND busy.status = 'running')"  # noqa: S608
+    )
+    limit = concurrency_limit_sql(tenant)
+    subscriptions = sql.table(Subscription)
+    plan = ", ".join(
+        f"(SELECT s.{sql.column(Subscription, name)} FROM {subscriptions} s "  # noqa: S608
+        f"WHERE s.{sql.column(Subscription, 'tenant')} = {tenant})"
+        for name in SUBSCRIPTION_FIELDS
+    )
+    lock = connection.ops.for_update_sql(no_key=True)
+    return (
+        f"SELECT id FROM {sql.table(Tenant)} WHERE id = "  # noqa: S608 - names from metadata
+        f"(SELECT {sql.column(Run, 'tenant')} FROM {runs} WHERE id = %s) {lock}; "
+        + _claim_sql().replace(
+            "WHERE id = %s AND status = %s ", f"WHERE id = %s AND status = %s AND {running} < {limit} "
+        )
+        + f", {plan}"
+        + f"; UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= {limit}"  # noqa: S608
+    )
+
+
+def _claim_by_id(run_param: Any, now: Any) -> Any:
+    queued = Run.Status.QUEUED
+    params = [run_param, Run.Status.RUNNING, False, now, now, run_param, queued, run_param, queued]
+    with connection.cursor() as cursor:
+        cursor.execute(_claim_by_id_sql(), params)
+        cursor.nextset()  # the tenant lock's row
+        return cursor.fetchone()
+
+
 _RUN_FIELDS = tuple(f.name for f in Run._meta.concrete_fields)
 _RUN_ATTNAMES = [f.attname for f in Run._meta.concrete_fields]
 
@@ -272,10 +313,15 @@ def _claim(run_id: Any, handed: Run | None = None) -> Claimed | None:
     """
     run_param = sql.param(Run, "id", run_id)
     now = timezone.now()
-    if handed is not None and handed.started_with is not None and connection.vendor == "postgresql":
-        # Started moments ago by this process (its plan just read): the claim trip alone, whose
-        # UPDATE takes the run only if it is still queued.
-        tenant_id, ent = handed.tenant_id, handed.started_with
+    ent: Entitlement | None = None
+    if connection.vendor == "postgresql":
+        if handed is not None and handed.started_with is not None:
+            # Started moments ago by this process (its plan just read): the claim trip alone, whose
+            # UPDATE takes the run only if it is still queued.
+            ent = handed.started_with
+            row = _claim_in_one_trip(run_param, handed.tenant_id, ent.limit(Metric.CONCURRENT_RUNS), now)
+        else:
+            row = _claim_by_id(run_param, now)
     else:
         with connection.cursor() as cursor:
             cursor.execute(_state_sql(), [run_param])
@@ -286,13 +332,9 @@ def _claim(run_id: Any, handed: Run | None = None) -> Claimed | None:
         # No subscription row (the join found none): the Free plan.
         subscription = None if state[2] is None else sql.convert(Subscription, SUBSCRIPTION_FIELDS, state[3:])
         ent = entitlement_of(tenant_id, subscription, now=now)
-    limit = ent.limit(Metric.CONCURRENT_RUNS)
-    if connection.vendor == "postgresql":
-        row = _claim_in_one_trip(run_param, tenant_id, limit, now)
-    else:
         with transaction.atomic():
             tenant_lock(tenant_id)
-            if runs_running_count(tenant_id) >= limit:
+            if runs_running_count(tenant_id) >= ent.limit(Metric.CONCURRENT_RUNS):
                 # Stays queued, marked so that a finishing run of this tenant dispatches it again.
                 Run.objects.filter(pk=run_id, status=Run.Status.QUEUED).update(deferred=True)
                 return None
@@ -302,12 +344,17 @@ def _claim(run_id: Any, handed: Run | None = None) -> Claimed | None:
             )
     if row is None:
         return None
-    run = Run.from_db("default", _RUN_ATTNAMES, sql.convert(Run, _RUN_FIELDS, row[: len(_RUN_FIELDS)]))
+    fields = len(_RUN_FIELDS)
+    run = Run.from_db("default", _RUN_ATTNAMES, sql.convert(Run, _RUN_FIELDS, row[:fields]))
     if run.enqueued_at is not None:
         metrics.QUEUE_WAIT.labels(run.trigger).observe(max(0.0, (now - run.enqueued_at).total_seconds()))
-    name, number, cap = row[len(_RUN_FIELDS) :]
+    name, number, cap = row[fields : fields + 3]
     if cap is not None:
         cap = sql.convert(AgentSpendCap, ("monthly_usd",), [cap])[0]
+    if ent is None:  # claimed by id: the subscription came back with the run (no plan: no row)
+        plan = row[fields + 3 :]
+        subscription = None if plan[0] is None else sql.convert(Subscription, SUBSCRIPTION_FIELDS, plan)
+        ent = entitlement_of(run.tenant_id, subscription, now=now)
     return Claimed(run, name, int(number), entitlement=ent, agent_cap_usd=cap)
 
 

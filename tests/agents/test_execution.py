@@ -207,12 +207,13 @@ def three_steps(world):
     return published_agent(world.tenant_a, THREE_PURE_STEPS, name="three")
 
 
-def test_a_worker_executes_a_run_of_pure_steps_in_three_statements(three_steps, django_assert_num_queries):
-    """The run's state with its tenant's plan, the claim, then the steps, the outcome and the question
-    whether a run waits for the freed slot: one statement (decision 0013)."""
+def test_a_worker_executes_a_run_of_pure_steps_in_two_statements(three_steps, django_assert_num_queries):
+    """The claim (the tenant's lock, its limit and its plan found by the statement from the run's
+    id), then the steps, the outcome and the question whether a run waits for the freed slot: one
+    statement each (decision 0013)."""
     run_execute(run_start(agent=three_steps, input={"n": 1}, actor=SYSTEM)[0].pk)  # parses the spec once
     run, _ = run_start(agent=three_steps, input={"n": 20}, actor=SYSTEM)
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(2):
         assert run_execute(run.pk) == "succeeded"
     done = Run.objects.get(pk=run.pk)
     assert (done.status, done.output, done.claims) == ("succeeded", {"result": 41}, 1)
@@ -223,10 +224,10 @@ def test_a_worker_executes_a_run_of_pure_steps_in_three_statements(three_steps, 
 def test_an_llm_run_takes_its_plan_and_its_agents_spend_cap_from_the_claim(
     world, llm, django_assert_num_queries
 ):
-    """Six statements: the run's state with the plan; the claim (its UPDATE returns the agent's
-    spend cap); the tenant's provider connector; the price; the reservation; the outcome, which also
-    inserts the step and settles the reservation (on a worker, outside the test's transaction, a
-    seventh: the step's start notice for event streams). No read of the cap or of the plan per LLM
+    """Five statements: the claim (its UPDATE returns the agent's spend cap and the tenant's
+    subscription); the tenant's provider connector; the price; the reservation; the outcome, which
+    also inserts the step and settles the reservation (on a worker, outside the test's transaction, a
+    sixth: the step's start notice for event streams). No read of the cap or of the plan per LLM
     call."""
     from billing.services import agent_spend_cap_set
     from tests.servers.llm import Reply
@@ -240,7 +241,7 @@ def test_an_llm_run_takes_its_plan_and_its_agents_spend_cap_from_the_claim(
     run_execute(run_start(agent=agent, input={}, actor=SYSTEM)[0].pk)  # parses the spec once
     run, _ = run_start(agent=agent, input={}, actor=SYSTEM)
     llm.enqueue(Reply(text="hello"))
-    with django_assert_num_queries(6) as captured:
+    with django_assert_num_queries(5) as captured:
         assert run_execute(run.pk) == "succeeded"
     assert not any("billing_agentspendcap" in q["sql"].split("RETURNING")[0] for q in captured)
     assert Run.objects.get(pk=run.pk).output == "hello"
@@ -271,8 +272,11 @@ def test_a_run_handed_over_by_its_start_is_claimed_in_one_round_trip(agent, djan
 
     read_back = Run.objects.get(pk=run_start(agent=agent, input={}, actor=SYSTEM)[0].pk)
     assert read_back.started_with is None
-    with django_assert_num_queries(2):
-        assert _claim(read_back.pk, read_back) is not None
+    with django_assert_num_queries(1):  # claimed as a worker claims it: by id, its plan read with it
+        claimed = _claim(read_back.pk, read_back)
+    assert claimed is not None
+    assert claimed.entitlement is not None
+    assert claimed.entitlement.plan.code == run.started_with.plan.code
 
 
 def test_an_agent_spend_cap_lowered_after_the_claim_binds_once_the_reuse_window_ends(world, llm, monkeypatch):

@@ -176,6 +176,27 @@ def test_a_settlement_rides_in_the_callers_statement_and_falls_back_when_it_chan
     assert used() == {"llm_tokens": 100, "llm_cost_usd": 4000}
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize("plan", ["free", "pro", "team", "enterprise", None])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"concurrent_runs": 3}, {"concurrent_runs": "7"}, {"concurrent_runs": 4.9}, {"runs": 5}]
+)
+def test_the_concurrency_limit_in_sql_is_the_plans(world, plan, overrides):
+    """A worker's claim computes the tenant's concurrent-run limit in its own statement
+    (``concurrency_limit_sql``): it must be the figure the plan and its overrides give in Python."""
+    from billing.quotas import concurrency_limit_sql, entitlement
+
+    subscription = Subscription.objects.filter(tenant=world.tenant_a)
+    if plan is None:
+        subscription.delete()  # no row at all: the Free plan
+    else:
+        subscription.update(plan=plan, overrides=overrides)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {concurrency_limit_sql('%s')}", [world.tenant_a.pk])
+        (in_sql,) = cursor.fetchone()
+    assert in_sql == entitlement(world.tenant_a).limit(Metric.CONCURRENT_RUNS)
+
+
 # --- the run quota through the API and triggers -----------------------------------------------------------
 
 
