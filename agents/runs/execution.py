@@ -857,6 +857,8 @@ def _run_execute(run_id: Any, *, run: Run | None = None, handed: Run | None = No
     else:
         claimed = _claim(run_id, handed)
     if claimed is None:
+        if not connection.in_atomic_block:
+            connection.close()  # back to the pool, as after a run: nothing else may come for a while
         return Executed(None)
     run = claimed.run
     if not claimed.inline:

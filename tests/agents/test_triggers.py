@@ -326,11 +326,61 @@ def test_a_synchronous_llm_webhook_runs_in_the_web_process_without_a_worker(worl
     assert (run.status, run.claims, run.prompt_tokens, run.completion_tokens) == ("succeeded", 1, 12, 3)
     # Answered with what the run stored, as the API shows it, without reading the run back.
     assert (response.json()["output"], response.json()["error"]) == (run.output, run.error)
-    assert not [
-        q for q in request_thread.captured_queries if q["sql"].startswith("SELECT") and '"output"' in q["sql"]
-    ]
+    statements = [q["sql"].split(";")[0] for q in request_thread.captured_queries]
+    assert not [q for q in statements if q.startswith("SELECT") and '"output"' in q]
     assert [s.step_id for s in run.steps.order_by("created_at")] == ["ask", "shape"]
     assert llm.received[-1].last_user_text == "Hi Ada"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("why", ["pool busy", "tenant at its limit"])
+def test_a_synchronous_webhook_whose_run_cannot_start_here_leaves_it_to_the_workers(
+    world, alice_client, client, llm, monkeypatch, why
+):
+    """The web process executes a synchronous webhook's run only when its pool has a place (else the
+    run is published to the workers at once) and the tenant is below its concurrency limit (else the
+    run stays queued and deferred, for a finishing run to dispatch); the caller gets its 202 after
+    sync_wait_s either way, and the pool's place is given back."""
+    from agents.models import Agent
+    from agents.runs import execution
+    from agents.runs.execution import run_claim
+    from agents.runs.services import run_start
+
+    agent_id = create_agent(
+        alice_client, {"steps": [{"id": "ask", "type": "llm", "model": "openai/gpt-4o-mini", "prompt": "Hi"}]}
+    )
+    trigger = _make(alice_client, agent_id, config={"sync_wait_s": 0.2})
+    published: list[str] = []
+    monkeypatch.setattr("agents.runs.services.enqueue", lambda name, run_id: published.append(run_id))
+    pool = execution.NearbyRuns(1)
+    monkeypatch.setattr(execution, "nearby", pool)
+    if why == "pool busy":
+        assert pool._free.acquire(blocking=False)  # its one place is taken (another delivery's run)
+    else:
+        plan_set(
+            tenant=world.tenant_a,
+            plan="enterprise",
+            overrides={"concurrent_runs": 1},
+            actor=Actor.system("t"),
+        )
+        busy, _ = run_start(
+            agent=Agent.objects.get(pk=agent_id), input={}, actor=Actor.system("t"), enqueue=False
+        )
+        assert run_claim(busy.pk) is not None  # the tenant's one slot is taken
+    body = b"{}"
+    response = _post(
+        client, f"/hooks/{trigger['public_id']}", body, **_standard_headers(trigger["signing_secret"], body)
+    )
+    assert response.status_code == 202, response.json()
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.status == "queued"
+    assert run.claims == 0
+    if why == "pool busy":
+        assert published == [str(run.pk)]  # the workers' at once
+    else:
+        assert published == []
+        assert run.deferred  # dispatched when the tenant's running run finishes
+        assert pool._free.acquire(blocking=False)  # the place taken for the run was given back
 
 
 def _in_thread(work):
