@@ -369,24 +369,30 @@ def _hold_all(
     the statement itself: an LLM call's four counters were four statements in a transaction, and
     hundreds of concurrent calls queued on those locks while their holders waited for the GIL.
     """
-    statement, params = _hold_sql(ent, holds, check=check)
+    tenant_dbs = _tenant_dbs(ent, holds)
+    statement, params = _hold_sql(ent, holds, check=check, tenant_dbs=tenant_dbs)
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
         found = cursor.fetchall()
     if len(found) != len(holds):
         return None
     # RETURNING may only name the updated table's columns (SQLite): matched back by counter key.
-    tenant_dbs = {t: _prep(t, ent.period_start)[0] for t in {hold.tenant_id for hold in holds}}
     by_key = {(str(t), m, sc): (int(i), int(used), int(alerted)) for i, used, alerted, t, m, sc in found}
     return [by_key[(str(tenant_dbs[h.tenant_id]), h.metric, h.scope)] for h in holds]
 
 
-def _hold_sql(ent: Entitlement, holds: list[Hold], *, check: bool) -> tuple[str, list[Any]]:
+def _tenant_dbs(ent: Entitlement, holds: list[Hold]) -> dict[Any, Any]:
+    """Each hold's tenant id prepared once (the caller's or, for Free credit, a founder's)."""
+    return {t: _prep(t, ent.period_start)[0] for t in {hold.tenant_id for hold in holds}}
+
+
+def _hold_sql(
+    ent: Entitlement, holds: list[Hold], *, check: bool, tenant_dbs: dict[Any, Any] | None = None
+) -> tuple[str, list[Any]]:
     """``_hold_all``'s statement and parameters (one row per changed counter in RETURNING)."""
     rows = ", ".join(["(%s, %s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(holds))
     params: list[Any] = []
-    # Each tenant id prepared once (a hold's tenant is the caller's or, for Free credit, a founder's).
-    tenant_dbs = {t: _prep(t, ent.period_start)[0] for t in {hold.tenant_id for hold in holds}}
+    tenant_dbs = tenant_dbs or _tenant_dbs(ent, holds)
     _, start_db = _prep(ent.tenant_id, ent.period_start)
     for hold in holds:
         params += [

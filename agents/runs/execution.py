@@ -204,25 +204,35 @@ def _state_sql() -> str:
     )
 
 
-@cache
-def _claim_trip_sql() -> str:
+def _trip_sql(tenant_row: str, tenant: str, limit: str, returning: str = "") -> str:
     """The claim as one round trip (PostgreSQL): three statements in one string run as one implicit
     transaction, each with its own snapshot. The first locks the tenant row; the second, which sees
     every claim committed before the lock was granted, takes the run if the tenant is below its
     limit; the third marks the run deferred if it is not (a finishing run of the tenant dispatches
     it again). The tenant row stays locked for the server's few microseconds, not for Python's
     round trips between statements (with hundreds of threads waiting for the GIL, claims queued
-    behind a lock whose holder was waiting for its turn to run)."""
+    behind a lock whose holder was waiting for its turn to run). ``tenant_row``, ``tenant`` and
+    ``limit``: SQL for the tenant's id (in the lock, then within the run's UPDATE) and its limit;
+    ``returning``: more columns for the claim's RETURNING."""
     runs = sql.table(Run)
-    running = f"(SELECT COUNT(*) FROM {runs} WHERE tenant_id = %s AND status = 'running')"  # noqa: S608
+    running = (
+        f"(SELECT COUNT(*) FROM {runs} busy WHERE busy.tenant_id = {tenant} AND busy.status = 'running')"  # noqa: S608
+    )
     lock = connection.ops.for_update_sql(no_key=True)
     return (
-        f"SELECT id FROM {sql.table(Tenant)} WHERE id = %s {lock}; "  # noqa: S608 - names from metadata
+        f"SELECT id FROM {sql.table(Tenant)} WHERE id = {tenant_row} {lock}; "  # noqa: S608 - names from metadata
         + _claim_sql().replace(
-            "WHERE id = %s AND status = %s ", f"WHERE id = %s AND status = %s AND {running} < %s "
+            "WHERE id = %s AND status = %s ", f"WHERE id = %s AND status = %s AND {running} < {limit} "
         )
-        + f"; UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= %s"  # noqa: S608 - from metadata
+        + returning
+        + f"; UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= {limit}"  # noqa: S608 - from metadata
     )
+
+
+@cache
+def _claim_trip_sql() -> str:
+    """The claim trip for a run whose tenant and limit the caller knows (parameters)."""
+    return _trip_sql("%s", "%s", "%s")
 
 
 def _claim_in_one_trip(run_param: Any, tenant_id: Any, limit: int, now: Any) -> Any:
@@ -241,33 +251,21 @@ def _claim_in_one_trip(run_param: Any, tenant_id: Any, limit: int, now: Any) -> 
 
 @cache
 def _claim_by_id_sql() -> str:
-    """A worker's claim when it knows the run's id alone (PostgreSQL): ``_claim_trip_sql`` with the
+    """A worker's claim when it knows the run's id alone (PostgreSQL): the claim trip with the
     tenant and its concurrency limit found by the statements themselves (the limit from the plan and
     the subscription's override, ``billing.quotas.concurrency_limit_sql``), and the subscription's
     fields returned with the run for the plan the run's LLM calls are reserved under. One round trip
     where a state read came first."""
     runs = sql.table(Run)
     tenant = f"{runs}.{sql.column(Run, 'tenant')}"
-    running = (
-        f"(SELECT COUNT(*) FROM {runs} busy WHERE busy.tenant_id = {tenant} AND busy.status = 'running')"  # noqa: S608
-    )
-    limit = concurrency_limit_sql(tenant)
     subscriptions = sql.table(Subscription)
-    plan = ", ".join(
-        f"(SELECT s.{sql.column(Subscription, name)} FROM {subscriptions} s "  # noqa: S608
+    plan = "".join(
+        f", (SELECT s.{sql.column(Subscription, name)} FROM {subscriptions} s "  # noqa: S608 - from metadata
         f"WHERE s.{sql.column(Subscription, 'tenant')} = {tenant})"
         for name in SUBSCRIPTION_FIELDS
     )
-    lock = connection.ops.for_update_sql(no_key=True)
-    return (
-        f"SELECT id FROM {sql.table(Tenant)} WHERE id = "  # noqa: S608 - names from metadata
-        f"(SELECT {sql.column(Run, 'tenant')} FROM {runs} WHERE id = %s) {lock}; "
-        + _claim_sql().replace(
-            "WHERE id = %s AND status = %s ", f"WHERE id = %s AND status = %s AND {running} < {limit} "
-        )
-        + f", {plan}"
-        + f"; UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= {limit}"  # noqa: S608
-    )
+    run_tenant = f"(SELECT {sql.column(Run, 'tenant')} FROM {runs} WHERE id = %s)"  # noqa: S608
+    return _trip_sql(run_tenant, tenant, concurrency_limit_sql(tenant), plan)
 
 
 def _claim_by_id(run_param: Any, now: Any) -> Any:
