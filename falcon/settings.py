@@ -327,6 +327,9 @@ else:
     CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
     # Longer than any task's hard time limit, or Redis re-delivers running tasks (kombu#337).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 2 * 60 * 60}
+    if CELERY_BROKER_URL.split("://", 1)[0] == "redis":
+        # kombu's Redis transport with one client per channel, not one per message (falcon.broker).
+        CELERY_BROKER_TRANSPORT = "falcon.broker:Transport"
 # Only tasks that declare ignore_result=False store results, and only when a backend is configured.
 CELERY_RESULT_BACKEND = env_str("CELERY_RESULT_BACKEND", "") or None
 CELERY_TASK_ACKS_LATE = True
