@@ -553,9 +553,10 @@ def trigger_fire(
         code = "input_mapping_failed" if exc.code == "template_error" else exc.code
         return refuse(code, f"the input mapping failed: {exc}")
     try:
-        # Inline, the rows every delivery shares (the run counter, the trigger's stamp) are written
-        # last, just before the commit: their row locks are held for microseconds, not while the
-        # run executes, so concurrent deliveries of one tenant do not queue behind each other.
+        # The rows every delivery shares (the run counter, the trigger's stamp) are written last,
+        # just before the commit: their row locks are held for one round trip, not while the run
+        # executes (inline) or the delivery's record is written, so concurrent deliveries of one
+        # tenant queue behind each other as briefly as they can.
         with transaction.atomic():
             run, new = run_start(
                 agent=agent,
@@ -566,14 +567,14 @@ def trigger_fire(
                 idempotency_key=idempotency_key,
                 enqueue=enqueue and not inline,
                 claim=inline,
-                charge=not inline,
+                charge=False,  # below, last
                 savepoint=False,  # a quota refusal is recorded below, after this block rolls back
                 plan=plan,
             )
             if inline and new and run.status == Run.Status.RUNNING:
                 run.status = run_execute(run.pk, run=run) or Run.Status.QUEUED
             accepted = _accepted(trigger, run, delivery_id)
-            if inline and new:
+            if new:
                 quota_consume(run.tenant_id, Metric.RUNS, ent=run.started_with)
     except RunInputInvalid as exc:
         return refuse("invalid_input", exc.message)

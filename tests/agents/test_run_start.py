@@ -116,3 +116,36 @@ def test_a_webhook_delivery_starts_its_run_without_a_savepoint(world, alice_clie
         # The tenant's plan comes with the trigger's lookup, not from a read of its own.
         assert not [s for s in statements if 'FROM "billing_subscription"' in s], statements
         assert sum('LEFT JOIN "billing_subscription"' in s for s in statements) == 1, statements
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("inline_max_steps", [0, 5], ids=["queued", "inline"])
+def test_a_webhook_delivery_writes_the_run_counter_last(
+    world, alice_client, client, settings, inline_max_steps
+):
+    """The run counter's row is shared by every delivery of the tenant and stays locked until the
+    delivery commits: it is the transaction's last write, after the run and the delivery's record."""
+    from tests.agents.helpers import create_agent
+    from tests.agents.test_triggers import ECHO, _make, _post, _standard_headers
+
+    settings.FALCON_WEBHOOK_INLINE_MAX_STEPS = inline_max_steps
+    agent_id = create_agent(alice_client, ECHO)
+    trigger = _make(alice_client, agent_id, input_mapping={"order": "{{ event.body.id }}"})
+    body = b'{"id": 8}'
+    with CaptureQueriesContext(connection) as captured:
+        accepted = _post(
+            client,
+            f"/hooks/{trigger['public_id']}",
+            body,
+            **_standard_headers(trigger["signing_secret"], body),
+        )
+
+    assert accepted.status_code == 202, accepted.json()
+    assert accepted.json()["status"] == ("queued" if inline_max_steps == 0 else "succeeded")
+    statements = [q["sql"] for q in captured.captured_queries]
+    release = next(i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT"))
+    assert statements[release - 1].startswith(f"UPDATE {UsageCounter._meta.db_table} SET used = used +"), (
+        statements
+    )
+    assert any('INSERT INTO "agents_triggerevent"' in s for s in statements[: release - 1]), statements
+    assert _runs_used(world.tenant_a) == 1
