@@ -89,16 +89,23 @@ def _waiting_on_a_lock(*, exclude: int) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-@pytest.mark.django_db
-def test_a_webhook_delivery_starts_its_run_without_a_savepoint(world, alice_client, client):
+def _echo_webhook(alice_client: Any) -> tuple[str, str]:
+    """A signed (Standard Webhooks) trigger on the echo agent: its address and signing secret."""
     from tests.agents.helpers import create_agent
-    from tests.agents.test_triggers import ECHO, _make, _post, _standard_headers
+    from tests.agents.test_triggers import ECHO, _make
 
     agent_id = create_agent(alice_client, ECHO)
     trigger = _make(alice_client, agent_id, input_mapping={"order": "{{ event.body.id }}"})
-    url = f"/hooks/{trigger['public_id']}"
+    return f"/hooks/{trigger['public_id']}", trigger["signing_secret"]
+
+
+@pytest.mark.django_db
+def test_a_webhook_delivery_starts_its_run_without_a_savepoint(world, alice_client, client):
+    from tests.agents.test_triggers import _post, _standard_headers
+
+    url, secret = _echo_webhook(alice_client)
     body = b'{"id": 7}'
-    headers = _standard_headers(trigger["signing_secret"], body)
+    headers = _standard_headers(secret, body)
 
     with CaptureQueriesContext(connection) as first:
         accepted = _post(client, url, body, **headers)
@@ -125,20 +132,13 @@ def test_a_webhook_delivery_writes_the_run_counter_last(
 ):
     """The run counter's row is shared by every delivery of the tenant and stays locked until the
     delivery commits: it is the transaction's last write, after the run and the delivery's record."""
-    from tests.agents.helpers import create_agent
-    from tests.agents.test_triggers import ECHO, _make, _post, _standard_headers
+    from tests.agents.test_triggers import _post, _standard_headers
 
     settings.FALCON_WEBHOOK_INLINE_MAX_STEPS = inline_max_steps
-    agent_id = create_agent(alice_client, ECHO)
-    trigger = _make(alice_client, agent_id, input_mapping={"order": "{{ event.body.id }}"})
+    url, secret = _echo_webhook(alice_client)
     body = b'{"id": 8}'
     with CaptureQueriesContext(connection) as captured:
-        accepted = _post(
-            client,
-            f"/hooks/{trigger['public_id']}",
-            body,
-            **_standard_headers(trigger["signing_secret"], body),
-        )
+        accepted = _post(client, url, body, **_standard_headers(secret, body))
 
     assert accepted.status_code == 202, accepted.json()
     assert accepted.json()["status"] == ("queued" if inline_max_steps == 0 else "succeeded")
