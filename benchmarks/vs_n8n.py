@@ -16,6 +16,10 @@ modes per workflow:
            backlog (runs not finished) when it stops
 
 Both sides use the same fake OpenAI server (the anchor's ``fake_openai.py``, 50 ms per answer).
+Nothing is measured before Falcon's processes are idle (each imports LiteLLM in the background when
+it starts). A Falcon row ends with ONE WEB PROCESS IDLE when one gunicorn process served (almost)
+nothing at that level: wrk's kept-alive connections all landed on the other process (see decision
+0013 §28); the row's figure is then what one process gives.
 
     python -m benchmarks.vs_n8n [seconds per level] [warm-up seconds]
     env: N8N_BENCH=/tmp/n8nbench  CONCS="1 8 32"  WORKFLOWS="A B"  WEB_WORKERS=2  WEB_THREADS=16
@@ -227,6 +231,41 @@ def drain(agent: Any, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
+def settle(pids: list[int], timeout: float = 180) -> float:
+    """Waits until the processes are idle (each web process and worker imports LiteLLM in the
+    background when it starts: seconds of CPU that must not overlap anyone's measurement)."""
+    start = time.monotonic()
+    last = sum(tree_cpu(p) for p in pids)
+    while time.monotonic() - start < timeout:
+        time.sleep(1)
+        now = sum(tree_cpu(p) for p in pids)
+        if now - last < 0.05:
+            break
+        last = now
+    return time.monotonic() - start
+
+
+def children_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each child of a gunicorn master (its worker processes)."""
+    out: dict[int, float] = {}
+    for p in process_tree(pid)[1:]:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            out[p] = cpu_seconds(p)
+    return out
+
+
+def split_note(before: dict[int, float], after: dict[int, float], concurrency: int) -> str:
+    """Flags a level where one web process did (almost) nothing: gunicorn's gthread worker keeps a
+    kept-alive connection in the process that accepted it, and wrk opens its connections all at
+    once, so now and then the kernel hands every one of them to one process while the other idles.
+    (With fewer connections than processes, some process must idle: not flagged.)"""
+    used = [after.get(p, 0.0) - before[p] for p in before]
+    total = sum(used)
+    if len(used) < 2 or concurrency < len(used) or total <= 0 or min(used) >= 0.1 * total:
+        return ""
+    return f"; ONE WEB PROCESS IDLE (web CPU split {' / '.join(f'{u / total:.0%}' for u in used)})"
+
+
 def ratio(falcon: float, n8n: float) -> str:
     """Falcon's throughput as a multiple of n8n's at the same level (the issue's goals are ratios)."""
     return f"{falcon / n8n:.2f}x" if n8n > 0 else "n/a (n8n answered nothing)"
@@ -264,7 +303,8 @@ def main() -> None:
     workers = start_workers({})
     rows: list[str] = []
     try:
-        time.sleep(3)
+        waited = settle([inline.pid, queued.pid, *[w.pid for w in workers]])
+        print(f"# Falcon's processes idle after {waited:.0f} s", flush=True)
         for w in workflows:
             modes = ["inline", "queued"] if w == "A" else ["sync", "queued"]
             n8n_path = "/webhook/bench" if w == "A" else "/webhook/bench-llm"
@@ -288,11 +328,14 @@ def main() -> None:
                     wrk(url, c, warmup, headers)
                     drain(agents[w])
                     pids = [inline.pid, queued.pid, *[w.pid for w in workers]]
+                    web = inline if port == FALCON_PORT else queued
                     cpu0 = sum(tree_cpu(p) for p in pids)
+                    web0 = children_cpu(web.pid)
                     since = timezone.now()
                     result = wrk(url, c, seconds, headers)
                     until = timezone.now()
                     cores = (sum(tree_cpu(p) for p in pids) - cpu0) / seconds
+                    split = split_note(web0, children_cpu(web.pid), c)
                     counts = falcon_counts(agents[w], since, until)
                     steps_each = 3 if w == "A" else 1
                     completed = counts["finished_in_window"] / seconds
@@ -313,7 +356,7 @@ def main() -> None:
                         f"| {w} | {c} | Falcon {mode} | {figure} | {result['p50']:.1f} | "
                         f"{result['p99']:.1f} | "
                         f"{cores:.2f} | {int(result['bad'] + result['errors'])} errors | {logged}; "
-                        f"{final['steps']}/{final['created'] * steps_each} steps logged |"
+                        f"{final['steps']}/{final['created'] * steps_each} steps logged{split} |"
                     )
                     print(rows[-1], flush=True)
     finally:
