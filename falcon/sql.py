@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 Converter = Callable[[Any, Any, Any], Any]
 M = TypeVar("M", bound=models.Model)
@@ -34,6 +34,14 @@ else:
     _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = max(
         _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS, STATEMENT_CACHE_MAX_PARAMS
     )
+
+
+def _db() -> Any:
+    """The default connection itself. ``django.db.connection`` is a proxy that looks the connection
+    up in a thread-local on every attribute access; preparing a run's rows makes ~100 such accesses
+    (each field's ``get_db_prep_save`` reads ``connection.ops`` and more), so the hot paths below
+    resolve it once per call."""
+    return connections[DEFAULT_DB_ALIAS]
 
 
 def field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
@@ -57,7 +65,7 @@ def param(model: type[models.Model], name: str, value: Any) -> Any:
     found = field(model, name)
     if isinstance(found, models.ForeignKey):
         found = found.target_field
-    return found.get_db_prep_value(value, connection, prepared=False)
+    return found.get_db_prep_value(value, _db(), prepared=False)
 
 
 @cache
@@ -74,12 +82,13 @@ def _converters(model: type[models.Model], names: tuple[str, ...], vendor: str) 
 def convert(model: type[models.Model], names: Sequence[str], row: Sequence[Any]) -> list[Any]:
     """A fetched row's values as Python values (the ORM's converters, in its order)."""
     values = list(row)
+    db = _db()
     for i, (name, converters) in enumerate(
-        zip(names, _converters(model, tuple(names), connection.vendor), strict=True)
+        zip(names, _converters(model, tuple(names), db.vendor), strict=True)
     ):
         col = field(model, name).cached_col
         for converter in converters:
-            values[i] = converter(values[i], col, connection)
+            values[i] = converter(values[i], col, db)
     return values
 
 
@@ -121,9 +130,10 @@ def _insert_sql(model: type[models.Model], rows: int, suffix: str) -> str:
 def insert_params(objs: Iterable[models.Model]) -> list[Any]:
     """Every concrete column of each object, prepared as ``Model.save()`` would (defaults included)."""
     params: list[Any] = []
+    db = _db()
     for obj in objs:
         for field in _insert_fields(type(obj)):
-            params.append(field.get_db_prep_save(field.pre_save(obj, True), connection))
+            params.append(field.get_db_prep_save(field.pre_save(obj, True), db))
     return params
 
 
@@ -201,7 +211,8 @@ def update_with(
     nothing; the ``also`` statements run even when the UPDATE matches no row), one after the other
     elsewhere."""
     add = add or {}
-    prepared = [field(model, name).get_db_prep_save(value, connection) for name, value in values.items()]
+    db = _db()
+    prepared = [field(model, name).get_db_prep_save(value, db) for name, value in values.items()]
     statement = _update_sql(model, tuple(values), tuple(add), where)
     all_params = [*prepared, *add.values(), *params]
     if connection.vendor == "postgresql" and (
