@@ -44,6 +44,7 @@ def _db() -> Any:
     return connections[DEFAULT_DB_ALIAS]
 
 
+@cache  # a model's fields do not change once Django is set up; the hot paths look up ~90 a delivery
 def field(model: type[models.Model], name: str) -> models.Field[Any, Any]:
     found = model._meta.get_field(name)
     assert isinstance(found, models.Field), f"{model.__name__}.{name} is not a concrete field"
@@ -69,13 +70,16 @@ def param(model: type[models.Model], name: str, value: Any) -> Any:
 
 
 @cache
-def _converters(model: type[models.Model], names: tuple[str, ...], vendor: str) -> list[list[Converter]]:
+def _converters(
+    model: type[models.Model], names: tuple[str, ...], vendor: str
+) -> list[tuple[Any, list[Converter]]]:
+    """Each column's expression and the converters the ORM applies to its values, in its order."""
     out = []
     for name in names:
         found = field(model, name)
         col = found.cached_col
         own = found.get_db_converters(connection)  # type: ignore[attr-defined]  # not in the stubs
-        out.append(list(connection.ops.get_db_converters(col)) + list(own))
+        out.append((col, list(connection.ops.get_db_converters(col)) + list(own)))
     return out
 
 
@@ -83,10 +87,7 @@ def convert(model: type[models.Model], names: Sequence[str], row: Sequence[Any])
     """A fetched row's values as Python values (the ORM's converters, in its order)."""
     values = list(row)
     db = _db()
-    for i, (name, converters) in enumerate(
-        zip(names, _converters(model, tuple(names), db.vendor), strict=True)
-    ):
-        col = field(model, name).cached_col
+    for i, (col, converters) in enumerate(_converters(model, tuple(names), db.vendor)):
         for converter in converters:
             values[i] = converter(values[i], col, db)
     return values
@@ -282,18 +283,29 @@ def select_models(
         return None
     out: list[models.Model | None] = []
     offset = 0
+    alias = _db().alias
     for model, _alias, names in key:
         values = convert(model, names, row[offset : offset + len(names)])
         offset += len(names)
-        pk_name = model._meta.pk.name
-        if pk_name in names and values[names.index(pk_name)] is None:
+        pk_at, fields, positions = _instance_layout(model, names)
+        if pk_at is not None and values[pk_at] is None:
             out.append(None)
             continue
-        attnames = [field(model, n).attname for n in names]
-        ordered = dict(zip(attnames, values, strict=True))
-        fields = [f.attname for f in model._meta.concrete_fields if f.attname in ordered]
-        out.append(model.from_db(connection.alias, fields, [ordered[a] for a in fields]))
+        out.append(model.from_db(alias, list(fields), [values[i] for i in positions]))
     return out
+
+
+@cache
+def _instance_layout(
+    model: type[models.Model], names: tuple[str, ...]
+) -> tuple[int | None, tuple[str, ...], tuple[int, ...]]:
+    """Where the primary key is among ``names`` (or None), and the attribute names ``from_db`` takes
+    (in the model's field order) with each one's position among ``names``."""
+    pk_name = model._meta.pk.name
+    pk_at = names.index(pk_name) if pk_name in names else None
+    at = {field(model, n).attname: i for i, n in enumerate(names)}
+    fields = tuple(f.attname for f in model._meta.concrete_fields if f.attname in at)
+    return pk_at, fields, tuple(at[a] for a in fields)
 
 
 @cache
