@@ -237,12 +237,12 @@ def settle(pids: list[int], timeout: float = 180) -> float:
     start = time.monotonic()
     last = sum(tree_cpu(p) for p in pids)
     while time.monotonic() - start < timeout:
-        time.sleep(1)
+        time.sleep(1)  # a CPU sample per second: what "idle" is measured over
         now = sum(tree_cpu(p) for p in pids)
         if now - last < 0.05:
-            break
+            return time.monotonic() - start
         last = now
-    return time.monotonic() - start
+    raise RuntimeError(f"Falcon's processes were still busy after {timeout:g} s")
 
 
 def children_cpu(pid: int) -> dict[int, float]:

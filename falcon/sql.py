@@ -216,9 +216,7 @@ def update_with(
     prepared = [field(model, name).get_db_prep_save(value, db) for name, value in values.items()]
     statement = _update_sql(model, tuple(values), tuple(add), where)
     all_params = [*prepared, *add.values(), *params]
-    if connection.vendor == "postgresql" and (
-        notify is not None or insert_rows or exists is not None or also
-    ):
+    if db.vendor == "postgresql" and (notify is not None or insert_rows or exists is not None or also):
         ctes, before = [f"changed AS ({statement} RETURNING 1)"], []
         answers = ["(SELECT count(*) FROM changed)"]
         if insert_rows:
