@@ -207,19 +207,21 @@ def _add(
 ) -> tuple[int, int, int] | None:
     """``used += amount`` if it stays within ``limit``: (id, used, alerted_pct), or None when refused."""
     tenant_db, start_db = _prep(tenant_id, start)
-    sql = (
+    statement = (
         f"UPDATE {_TABLE} SET used = used + %s "  # noqa: S608 - the table name is ours, values are bound
         "WHERE tenant_id = %s AND metric = %s AND scope = %s AND period_start = %s"
     )
     params: list[Any] = [amount, tenant_db, metric, scope, start_db]
     if limit is not None and amount > 0:
-        sql += " AND used + %s <= %s"
+        statement += " AND used + %s <= %s"
         params += [amount, limit]
     if amount < 0:
-        sql = sql.replace("used = used + %s", "used = CASE WHEN used + %s < 0 THEN 0 ELSE used + %s END")
+        statement = statement.replace(
+            "used = used + %s", "used = CASE WHEN used + %s < 0 THEN 0 ELSE used + %s END"
+        )
         params.insert(0, amount)
     with connection.cursor() as cursor:
-        cursor.execute(sql + " RETURNING id, used, alerted_pct", params)
+        sql.run(cursor, statement + " RETURNING id, used, alerted_pct", params)
         row = cursor.fetchone()
     return (int(row[0]), int(row[1]), int(row[2])) if row else None
 
@@ -372,7 +374,7 @@ def _hold_all(
     tenant_dbs = _tenant_dbs(ent, holds)
     statement, params = _hold_sql(ent, holds, check=check, tenant_dbs=tenant_dbs)
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
+        sql.run(cursor, statement, params)
         found = cursor.fetchall()
     if len(found) != len(holds):
         return None
@@ -390,7 +392,10 @@ def _hold_sql(
     ent: Entitlement, holds: list[Hold], *, check: bool, tenant_dbs: dict[Any, Any] | None = None
 ) -> tuple[str, list[Any]]:
     """``_hold_all``'s statement and parameters (one row per changed counter in RETURNING)."""
-    rows = ", ".join(["(%s, %s, %s, CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(holds))
+    # Typed: a prepared statement's VALUES would otherwise take its parameters as text.
+    uuid = "CAST(%s AS uuid)" if connection.vendor == "postgresql" else "%s"
+    row = f"({uuid}, CAST(%s AS text), CAST(%s AS text), CAST(%s AS BIGINT), CAST(%s AS BIGINT))"
+    rows = ", ".join([row] * len(holds))
     params: list[Any] = []
     tenant_dbs = tenant_dbs or _tenant_dbs(ent, holds)
     _, start_db = _prep(ent.tenant_id, ent.period_start)

@@ -185,6 +185,10 @@ else:
         _database["ENGINE"] = "falcon.postgresql"
     DATABASES = {"default": _database}
 
+# The hot paths' statements are prepared once per PostgreSQL session (falcon.sql.prepared); off for a
+# pooler in transaction mode (PgBouncer), which gives each transaction another server session.
+FALCON_DB_PREPARED_STATEMENTS = env_bool("FALCON_DB_PREPARED_STATEMENTS", True)
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "tenants.User"
 

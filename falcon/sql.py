@@ -10,11 +10,15 @@ are built once per shape from the model's metadata: no table or column name is t
 
 from __future__ import annotations
 
+import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
+from weakref import WeakKeyDictionary
 
-from django.db import DEFAULT_DB_ALIAS, connection, connections, models
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, models
 
 Converter = Callable[[Any, Any, Any], Any]
 M = TypeVar("M", bound=models.Model)
@@ -34,6 +38,110 @@ else:
     _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS = max(
         _psycopg_queries.MAX_CACHED_STATEMENT_PARAMS, STATEMENT_CACHE_MAX_PARAMS
     )
+
+
+# --- Server-side prepared statements (PostgreSQL) -------------------------------------------------------
+# PostgreSQL parses and plans every statement it is sent as text: for the hot statements (a run's
+# claim, its finish with its steps, the trigger's lookup) planning was a third of the server's CPU
+# per run (pg_stat_statements: ~0.9 ms of ~3.7 per queued run; decision 0013 §30). Each statement
+# text here is prepared once per connection (``PREPARE falcon_N AS ...``, its placeholders numbered)
+# and sent as ``EXECUTE falcon_N(...)``: the values are still quoted on the client (Django's
+# client-side binding cursor, as every other statement), and several EXECUTEs still go in one
+# simple-protocol string (the claim's round trip). PREPARE is not transactional: a prepared
+# statement lives as long as the server session, whatever the transaction it was made in became.
+# ``FALCON_DB_PREPARED_STATEMENTS=0`` sends the texts themselves (for a pooler in transaction mode,
+# which hands each transaction a different server session).
+PREPARED_MAX = 256  # statement texts per process; beyond, a text is sent as it is
+
+
+class Prepared(NamedTuple):
+    name: str
+    text: str  # as the caller wrote it (``%s`` placeholders)
+    prepare: str  # ``PREPARE name AS`` the text, with ``$1``... placeholders
+    execute: str  # ``EXECUTE name(%s, ...)``
+
+
+_by_text: dict[str, Prepared] = {}
+_by_name: dict[str, Prepared] = {}
+_registry_lock = threading.Lock()
+# Per server session (psycopg connection), the names prepared on it; a pooled connection keeps them
+# from one checkout to the next. ``None``: the session's statements are unknown (an error said one
+# was missing or stale): everything is deallocated before the next PREPARE.
+_sessions: WeakKeyDictionary[Any, set[str] | None] = WeakKeyDictionary()
+_PLACEHOLDER = re.compile(r"%s")
+# SQLSTATEs after which a session's prepared statements are not what this process thinks:
+# invalid_sql_statement_name (one is missing), feature_not_supported ("cached plan must not change
+# result type", after a migration changed a column a statement returns).
+_STALE = {"26000", "0A000"}
+
+
+def _register(text: str) -> Prepared | None:
+    with _registry_lock:
+        found = _by_text.get(text)
+        if found is not None or len(_by_text) >= PREPARED_MAX:
+            return found
+        name = f"falcon_{len(_by_text)}"
+        numbers = iter(range(1, text.count("%s") + 1))
+        body = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", text).replace("%%", "%")
+        count = text.count("%s")
+        execute = f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
+        found = _by_text[text] = _by_name[name] = Prepared(name, text, f"PREPARE {name} AS {body}", execute)
+        return found
+
+
+def prepared(*texts: str) -> str:
+    """What to send for ``texts`` (statements with ``%s`` placeholders, sent as one string with the
+    parameters of each in order): on PostgreSQL, EXECUTEs of statements prepared on this connection
+    (each prepared here the first time the connection meets it); elsewhere the texts themselves."""
+    db = _db()
+    if db.vendor != "postgresql" or not settings.FALCON_DB_PREPARED_STATEMENTS:
+        return "; ".join(texts)
+    db.ensure_connection()
+    raw = db.connection
+    known = _sessions.get(raw, set())
+    out = []
+    for text in texts:
+        statement = _by_text.get(text) or _register(text)
+        if statement is None:
+            out.append(text)
+            continue
+        if known is None or statement.name not in known:
+            # On the driver's connection, past Django's cursor: a session's upkeep, not one of the
+            # caller's queries (query counts and execute wrappers see the EXECUTE alone).
+            with db.wrap_database_errors:
+                if known is None:
+                    raw.execute("DEALLOCATE ALL")
+                    known = set()
+                raw.execute(statement.prepare)
+            known.add(statement.name)
+            _sessions[raw] = known
+        out.append(statement.execute)
+    return "; ".join(out)
+
+
+def run(cursor: Any, texts: str | Sequence[str], params: Sequence[Any]) -> None:
+    """``cursor.execute`` of ``prepared(texts)``. An error saying this session's prepared statements
+    are not what this process recorded (deallocated behind its back, or planned before a migration
+    changed a returned column) is raised as it is, and the session's statements are deallocated and
+    prepared again by the next call."""
+    statement = prepared(texts) if isinstance(texts, str) else prepared(*texts)
+    try:
+        cursor.execute(statement, params)
+    except DatabaseError as error:
+        if getattr(error.__cause__, "sqlstate", None) in _STALE and statement.startswith("EXECUTE"):
+            _sessions[_db().connection] = None
+        raise
+
+
+def readable(query: str) -> str:
+    """A captured query with each ``EXECUTE falcon_N`` replaced by the text prepared under that name
+    (its arguments follow it): for tests and logs that look for a table or a clause."""
+
+    def text(match: re.Match[str]) -> str:
+        found = _by_name.get(match.group(1))
+        return match.group(0) if found is None else f"{found.text} /* {found.name} */"
+
+    return re.sub(r"EXECUTE (falcon_\d+)", text, query)
 
 
 def _db() -> Any:
@@ -97,9 +205,8 @@ def select_one(
     model: type[models.Model], names: Sequence[str], where: str, params: Sequence[Any]
 ) -> list[Any] | None:
     """``SELECT names FROM model WHERE where`` (first row, converted), or None."""
-    sql = _select_sql(model, tuple(names), where)
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
+        run(cursor, _select_sql(model, tuple(names), where), list(params))
         row = cursor.fetchone()
     return None if row is None else convert(model, names, row)
 
@@ -142,9 +249,8 @@ def insert(objs: Sequence[models.Model], suffix: str = "", suffix_params: Sequen
     """One multi-row INSERT of ``objs`` (all of one model); returns the first row of a RETURNING suffix."""
     if not objs:
         return None
-    sql = _insert_sql(type(objs[0]), len(objs), suffix)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*insert_params(objs), *suffix_params])
+        run(cursor, _insert_sql(type(objs[0]), len(objs), suffix), [*insert_params(objs), *suffix_params])
         return cursor.fetchone() if suffix else None
 
 
@@ -159,13 +265,13 @@ def insert_notify(objs: Sequence[models.Model], channel: str, payload: str) -> N
         insert_sql = f"WITH inserted AS ({insert_sql}) SELECT pg_notify(%s, %s)"
         params += [channel, payload]
     with connection.cursor() as cursor:
-        cursor.execute(insert_sql, params)
+        run(cursor, insert_sql, params)
 
 
 def execute(sql: str, params: Sequence[Any]) -> Any:
     """One statement; the first row it returns (if any)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
+        run(cursor, sql, list(params))
         return cursor.fetchone() if cursor.description else None
 
 
@@ -234,7 +340,7 @@ def update_with(
             answers.append(f"EXISTS ({exists[0]})")
             all_params += exists[1]
         with connection.cursor() as cursor:
-            cursor.execute(f"WITH {', '.join(ctes)} SELECT {', '.join(answers)}", [*before, *all_params])
+            run(cursor, f"WITH {', '.join(ctes)} SELECT {', '.join(answers)}", [*before, *all_params])
             row = cursor.fetchone()
         first_also = 2 if notify is not None else 1
         return Updated(
@@ -275,7 +381,7 @@ def select_models(
     field names). None when no row matches."""
     key = tuple((model, alias, tuple(names)) for model, alias, names in parts)
     with connection.cursor() as cursor:
-        cursor.execute(_select_models_sql(key, joins, where), list(params))
+        run(cursor, _select_models_sql(key, joins, where), list(params))
         row = cursor.fetchone()
     if row is None:
         return None

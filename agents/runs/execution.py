@@ -204,8 +204,8 @@ def _state_sql() -> str:
     )
 
 
-def _trip_sql(tenant_row: str, tenant: str, limit: str, returning: str = "") -> str:
-    """The claim as one round trip (PostgreSQL): three statements in one string run as one implicit
+def _trip_sql(tenant_row: str, tenant: str, limit: str, returning: str = "") -> tuple[str, str, str]:
+    """The claim as one round trip (PostgreSQL): three statements sent as one string run as one implicit
     transaction, each with its own snapshot. The first locks the tenant row; the second, which sees
     every claim committed before the lock was granted, takes the run if the tenant is below its
     limit; the third marks the run deferred if it is not (a finishing run of the tenant dispatches
@@ -220,17 +220,17 @@ def _trip_sql(tenant_row: str, tenant: str, limit: str, returning: str = "") -> 
     )
     lock = connection.ops.for_update_sql(no_key=True)
     return (
-        f"SELECT id FROM {sql.table(Tenant)} WHERE id = {tenant_row} {lock}; "  # noqa: S608 - names from metadata
-        + _claim_sql().replace(
+        f"SELECT id FROM {sql.table(Tenant)} WHERE id = {tenant_row} {lock}",  # noqa: S608 - names from metadata
+        _claim_sql().replace(
             "WHERE id = %s AND status = %s ", f"WHERE id = %s AND status = %s AND {running} < {limit} "
         )
-        + returning
-        + f"; UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= {limit}"  # noqa: S608 - from metadata
+        + returning,
+        f"UPDATE {runs} SET deferred = true WHERE id = %s AND status = %s AND {running} >= {limit}",  # noqa: S608 - from metadata
     )
 
 
 @cache
-def _claim_trip_sql() -> str:
+def _claim_trip_sql() -> tuple[str, str, str]:
     """The claim trip for a run whose tenant and limit the caller knows (parameters)."""
     return _trip_sql("%s", "%s", "%s")
 
@@ -244,13 +244,13 @@ def _claim_in_one_trip(run_param: Any, tenant_id: Any, limit: int, now: Any) -> 
         *[run_param, queued, tenant_param, limit],
     ]
     with connection.cursor() as cursor:
-        cursor.execute(_claim_trip_sql(), params)
+        sql.run(cursor, _claim_trip_sql(), params)
         cursor.nextset()  # the tenant lock's row
         return cursor.fetchone()
 
 
 @cache
-def _claim_by_id_sql() -> str:
+def _claim_by_id_sql() -> tuple[str, str, str]:
     """A worker's claim when it knows the run's id alone (PostgreSQL): the claim trip with the
     tenant and its concurrency limit found by the statements themselves (the limit from the plan and
     the subscription's override, ``billing.quotas.concurrency_limit_sql``), and the subscription's
@@ -272,7 +272,7 @@ def _claim_by_id(run_param: Any, now: Any) -> Any:
     queued = Run.Status.QUEUED
     params = [run_param, Run.Status.RUNNING, False, now, now, run_param, queued, run_param, queued]
     with connection.cursor() as cursor:
-        cursor.execute(_claim_by_id_sql(), params)
+        sql.run(cursor, _claim_by_id_sql(), params)
         cursor.nextset()  # the tenant lock's row
         return cursor.fetchone()
 

@@ -16,6 +16,7 @@ from django.utils import timezone
 from agents.models import Run
 from agents.runs.services import IDEMPOTENCY_WINDOW, run_start
 from billing.models import UsageCounter
+from falcon import sql
 from tenants.audit import Actor
 from tests.agents.helpers import published_agent
 from tests.agents.test_runs import wait_for
@@ -116,7 +117,7 @@ def test_a_webhook_delivery_starts_its_run_without_a_savepoint(world, alice_clie
     assert again.json()["run_id"] == accepted.json()["run_id"]
     assert Run.objects.count() == 1
     for captured in (first, repeat):
-        statements = [q["sql"] for q in captured.captured_queries]
+        statements = [sql.readable(q["sql"]) for q in captured.captured_queries]
         assert [s for s in statements if "INSERT INTO" in s and '"agents_run"' in s], statements
         # The test's own transaction makes the delivery's atomic block a savepoint; inside it, no more.
         assert sum(s.startswith("SAVEPOINT") for s in statements) == 1, statements
@@ -142,7 +143,7 @@ def test_a_webhook_delivery_writes_the_run_counter_last(
 
     assert accepted.status_code == 202, accepted.json()
     assert accepted.json()["status"] == ("queued" if inline_max_steps == 0 else "succeeded")
-    statements = [q["sql"] for q in captured.captured_queries]
+    statements = [sql.readable(q["sql"]) for q in captured.captured_queries]
     release = next(i for i, s in enumerate(statements) if s.startswith("RELEASE SAVEPOINT"))
     assert statements[release - 1].startswith(f"UPDATE {UsageCounter._meta.db_table} SET used = used +"), (
         statements

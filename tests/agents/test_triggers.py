@@ -16,7 +16,7 @@ from django_celery_beat.models import PeriodicTask
 from agents.models import Run, Trigger, TriggerEvent
 from agents.triggers.services import trigger_fire_scheduled
 from billing.services import plan_set
-from falcon import metrics
+from falcon import metrics, sql
 from tenants.audit import Actor
 from tenants.models import AuditEvent
 from tests.agents.helpers import create_agent
@@ -326,7 +326,7 @@ def test_a_synchronous_llm_webhook_runs_in_the_web_process_without_a_worker(worl
     assert (run.status, run.claims, run.prompt_tokens, run.completion_tokens) == ("succeeded", 1, 12, 3)
     # Answered with what the run stored, as the API shows it, without reading the run back.
     assert (response.json()["output"], response.json()["error"]) == (run.output, run.error)
-    statements = [q["sql"].split(";")[0] for q in request_thread.captured_queries]
+    statements = [sql.readable(q["sql"]).split(";")[0] for q in request_thread.captured_queries]
     assert not [q for q in statements if q.startswith("SELECT") and '"output"' in q]
     assert [s.step_id for s in run.steps.order_by("created_at")] == ["ask", "shape"]
     assert llm.received[-1].last_user_text == "Hi Ada"
