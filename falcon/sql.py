@@ -81,9 +81,9 @@ def _register(text: str) -> Prepared | None:
         if found is not None or len(_by_text) >= PREPARED_MAX:
             return found
         name = f"falcon_{len(_by_text)}"
-        numbers = iter(range(1, text.count("%s") + 1))
-        body = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", text).replace("%%", "%")
         count = text.count("%s")
+        numbers = iter(range(1, count + 1))
+        body = _PLACEHOLDER.sub(lambda _: f"${next(numbers)}", text).replace("%%", "%")
         execute = f"EXECUTE {name}({', '.join(['%s'] * count)})" if count else f"EXECUTE {name}"
         found = _by_text[text] = _by_name[name] = Prepared(name, text, f"PREPARE {name} AS {body}", execute)
         return found
@@ -128,7 +128,7 @@ def run(cursor: Any, texts: str | Sequence[str], params: Sequence[Any]) -> None:
     try:
         cursor.execute(statement, params)
     except DatabaseError as error:
-        if getattr(error.__cause__, "sqlstate", None) in _STALE and statement.startswith("EXECUTE"):
+        if getattr(error.__cause__, "sqlstate", None) in _STALE and "EXECUTE falcon_" in statement:
             _sessions[_db().connection] = None
         raise
 
