@@ -96,14 +96,16 @@ bench: venv services
 	env -u DATABASE_URL $(VENV_PY) -m benchmarks.first_look
 
 # Side by side with n8n (issue #15): installs n8n 2.8.4 into $(N8N_BENCH) once (~4 minutes, from the
-# npm registry; the anchor script in ../shared/anchors/n8n), then ~15 minutes of interleaved levels.
+# npm registry; the anchor script in ../shared/anchors/n8n), then ~15 minutes of interleaved levels. Falcon
+# runs on RabbitMQ, the broker the README's production section recommends for runs.
 N8N_BENCH ?= /tmp/n8nbench
 N8N_ANCHOR ?= ../shared/anchors/n8n
 bench-n8n: venv services
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	@test -x $(N8N_BENCH)/node_modules/.bin/n8n || { mkdir -p $(N8N_BENCH) && cp -r $(N8N_ANCHOR)/. $(N8N_BENCH)/ && \
 		BENCH=$(N8N_BENCH) WORKFLOWS="" $(N8N_BENCH)/run.sh; }
-	$(BENCH_ENV) N8N_BENCH=$(N8N_BENCH) $(VENV_PY) -m benchmarks.vs_n8n
+	$(filter-out CELERY_BROKER_URL=%,$(BENCH_ENV)) CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
+		N8N_BENCH=$(N8N_BENCH) $(VENV_PY) -m benchmarks.vs_n8n
 
 lock: $(UV)
 	$(UV) lock --python $(PYTHON)

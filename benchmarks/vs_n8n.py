@@ -7,7 +7,8 @@ machine, interleaved level by level, driven by ``wrk``.
 n8n 2.8.4 runs as the anchor installs it (single instance, SQLite, every execution saved), through
 ``$N8N_BENCH/run.sh`` (default ``/tmp/n8nbench``; copy ``../shared/anchors/n8n`` there; the first
 install takes ~4 minutes). Falcon runs as the README's production section says: gunicorn (gthread),
-one Celery worker (threads pool), PostgreSQL, Redis, with every step of every run logged. Falcon's
+one Celery worker (threads pool), PostgreSQL, and the broker ``CELERY_BROKER_URL`` names (``make bench-n8n``:
+RabbitMQ, the production section's broker), with every step of every run logged. Falcon's
 modes per workflow:
 
   inline   A executes inside the webhook request (the default for short pure workflows)
@@ -150,6 +151,11 @@ def stop_pidfile(path: Path) -> None:
         with contextlib.suppress(ProcessLookupError, ValueError):
             os.kill(int(path.read_text().strip()), 15)
         path.unlink()
+
+
+def broker_name() -> str:
+    scheme = os.environ.get("CELERY_BROKER_URL", "").split("://", 1)[0]
+    return {"amqp": "RabbitMQ", "pyamqp": "RabbitMQ", "redis": "Redis"}.get(scheme, scheme or "no broker")
 
 
 def start_falcon(port: int, extra_env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -368,8 +374,9 @@ def main() -> None:
         stop_pidfile(bench / "fake.pid")
     print()
     print(
-        f"{seconds:g} s per level after {warmup:g} s warm-up; wrk, gunicorn, the worker, PostgreSQL, Redis, "
-        "n8n and the fake LLM share this machine's cores. CPU = cores used by the system under test."
+        f"{seconds:g} s per level after {warmup:g} s warm-up; wrk, gunicorn, the worker, PostgreSQL, "
+        f"{broker_name()} (the broker), n8n and the fake LLM share this machine's cores. CPU = cores used by "
+        "the system under test."
     )
     print("| workflow | concurrency | system | throughput | p50 ms | p99 ms | CPU cores | errors | logged |")
     print("|---|---|---|---|---|---|---|---|---|")
