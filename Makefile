@@ -67,8 +67,9 @@ chromium:
 # database, so the two sessions never share one).
 AMQP_SUBSET := tests/agents/test_runs.py tests/agents/test_schedule_beat.py tests/agents/test_crash.py \
 	tests/operations/test_graceful_stop.py tests/operations/test_beat.py
+AMQP_BROKER := amqp://guest:guest@127.0.0.1:5672//
 AMQP_ENV := $(filter-out DATABASE_URL=% CELERY_BROKER_URL=%,$(TEST_ENV)) \
-	DATABASE_URL=postgres://falcon@127.0.0.1:5432/falcon_amqp CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672//
+	DATABASE_URL=postgres://falcon@127.0.0.1:5432/falcon_amqp CELERY_BROKER_URL=$(AMQP_BROKER)
 
 pytest: venv services chromium $(LOCALSTRIPE)
 	$(TEST_ENV) .venv/bin/pytest $(PYTEST_ARGS)
@@ -104,7 +105,7 @@ bench-n8n: venv services
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	@test -x $(N8N_BENCH)/node_modules/.bin/n8n || { mkdir -p $(N8N_BENCH) && cp -r $(N8N_ANCHOR)/. $(N8N_BENCH)/ && \
 		BENCH=$(N8N_BENCH) WORKFLOWS="" $(N8N_BENCH)/run.sh; }
-	$(filter-out CELERY_BROKER_URL=%,$(BENCH_ENV)) CELERY_BROKER_URL=amqp://guest:guest@127.0.0.1:5672// \
+	$(filter-out CELERY_BROKER_URL=%,$(BENCH_ENV)) CELERY_BROKER_URL=$(AMQP_BROKER) \
 		N8N_BENCH=$(N8N_BENCH) $(VENV_PY) -m benchmarks.vs_n8n
 
 lock: $(UV)
