@@ -24,7 +24,12 @@ nothing at that level: wrk's kept-alive connections all landed on the other proc
 
     python -m benchmarks.vs_n8n [seconds per level] [warm-up seconds]
     env: N8N_BENCH=/tmp/n8nbench  CONCS="1 8 32"  WORKFLOWS="A B"  WEB_WORKERS=2  WEB_THREADS=16
-         WORKERS=1  WORKER_THREADS=64
+         WORKERS=1  WORKER_THREADS=64  OPEN_LOOP="1 2"
+
+After workflow A's levels (when they include c=32), its queued webhook is also driven by an open
+loop (``benchmarks.openloop``: a fixed rate over 32 connections, latency from each request's due
+time) at ``OPEN_LOOP`` multiples of n8n's c=32 throughput, n8n itself at 1x: the acceptance
+latency at a given load, which wrk's closed loop cannot show (see ``open_loop``).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks import common
+from benchmarks import common, openloop
 from benchmarks.common import ROOT, cpu_seconds, make_agent, setup_django
 
 FAKE_PORT = 9999
@@ -272,6 +277,59 @@ def split_note(before: dict[int, float], after: dict[int, float], concurrency: i
     return f"; ONE WEB PROCESS IDLE (web CPU split {' / '.join(f'{u / total:.0%}' for u in used)})"
 
 
+def open_loop(
+    agent: Any,
+    hook: tuple[str, dict[str, str]],
+    n8n_rate: float,
+    multiples: list[float],
+    seconds: float,
+    warmup: float,
+    pids: list[int],
+    n8n_pid: int,
+) -> list[str]:
+    """Workflow A's webhook acceptance under an open loop (``benchmarks.openloop``): requests sent at
+    a fixed rate over 32 connections, each latency counted from its due time. ``wrk``'s closed loop
+    makes the mean latency at c=32 equal to 32 / throughput whatever the server does, so a p99 of
+    20 ms there means 1600 answers a second; here the question is how long a delivery waits at a
+    given load: n8n's own c=32 throughput (both systems), and ``multiples`` of it (Falcon queued,
+    which must also complete the runs: the backlog when the load stops)."""
+    from django.utils import timezone
+
+    rows = []
+    path, headers = hook
+    falcon_url = f"http://127.0.0.1:{FALCON_QUEUED_PORT}{path}"
+    n8n_url = f"http://127.0.0.1:{N8N_PORT}/webhook/bench"
+    for multiple in multiples:
+        rate = n8n_rate * multiple
+        systems: list[tuple[str, str, dict[str, str]]] = [("n8n", n8n_url, {})] if multiple == 1 else []
+        systems.append(("Falcon queued", falcon_url, headers))
+        for system, url, system_headers in systems:
+            openloop.load(url, rate, 32, warmup, system_headers, BODY)
+            measured = [n8n_pid] if system == "n8n" else pids
+            if system != "n8n":
+                drain(agent)
+            cpu0 = sum(tree_cpu(p) for p in measured)
+            since = timezone.now()
+            result = openloop.load(url, rate, 32, seconds, system_headers, BODY)
+            until = timezone.now()
+            label = f"open loop {rate:.0f}/s ({multiple:g}x n8n's c=32), 32 conns"
+            cores = (sum(tree_cpu(p) for p in measured) - cpu0) / seconds
+            if system == "n8n":
+                tail = "every execution saved"
+            else:
+                counts = falcon_counts(agent, since, until)
+                completed = counts["finished_in_window"] / seconds
+                tail = f"{completed:.1f} runs/s completed, backlog {counts['unfinished']}"
+                drain(agent)
+            late = f", answers {result['late_s']:.1f} s late" if result["late_s"] > 1 else ""
+            rows.append(
+                f"| A | {label} | {system} | {result['rps']:.1f} answered/s{late} | {result['p50']:.1f} | "
+                f"{result['p99']:.1f} | {cores:.2f} | {int(result['errors'])} errors | {tail} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
 def ratio(falcon: float, n8n: float) -> str:
     """Falcon's throughput as a multiple of n8n's at the same level (the issue's goals are ratios)."""
     return f"{falcon / n8n:.2f}x" if n8n > 0 else "n/a (n8n answered nothing)"
@@ -308,6 +366,12 @@ def main() -> None:
     queued = start_falcon(FALCON_QUEUED_PORT, {"FALCON_WEBHOOK_INLINE_MAX_STEPS": "0"})
     workers = start_workers({})
     rows: list[str] = []
+    anchors: dict[int, float] = {}
+    open_multiples = [float(m) for m in os.environ.get("OPEN_LOOP", "1 2").split()]
+
+    def pids_of() -> list[int]:
+        return [inline.pid, queued.pid, *[w.pid for w in workers]]
+
     try:
         waited = settle([inline.pid, queued.pid, *[w.pid for w in workers]])
         print(f"# Falcon's processes idle after {waited:.0f} s", flush=True)
@@ -321,6 +385,8 @@ def main() -> None:
                 result = wrk(f"http://127.0.0.1:{N8N_PORT}{n8n_path}", c, seconds, {})
                 cores = (tree_cpu(n8n_pid) - cpu0) / seconds
                 anchor = result["rps"]
+                if w == "A":
+                    anchors[c] = anchor
                 rows.append(
                     f"| {w} | {c} | n8n | {result['rps']:.1f} req/s | {result['p50']:.1f} | "
                     f"{result['p99']:.1f} | "
@@ -365,6 +431,17 @@ def main() -> None:
                         f"{final['steps']}/{final['created'] * steps_each} steps logged{split} |"
                     )
                     print(rows[-1], flush=True)
+            if w == "A" and open_multiples and anchors.get(32):
+                rows += open_loop(
+                    agents["A"],
+                    hooks[("A", "queued")],
+                    anchors[32],
+                    open_multiples,
+                    seconds,
+                    warmup,
+                    pids_of(),
+                    n8n_pid,
+                )
     finally:
         for process in (inline, queued, *workers):
             process.terminate()
