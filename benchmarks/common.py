@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -11,6 +12,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DB = "falcon_bench"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (1-99) of ``values``; NaN when there are none."""
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else values[0]
 
 
 def setup_django() -> None:

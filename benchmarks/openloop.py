@@ -18,12 +18,7 @@ import sys
 import time
 from urllib.parse import urlsplit
 
-
-def _percentile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
+from benchmarks.common import percentile
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> int:
@@ -94,8 +89,8 @@ async def _load(
         "offered": rate,
         "requests": float(len(latencies)),
         "rps": len(latencies) / elapsed,
-        "p50": _percentile(latencies, 50) * 1000,
-        "p99": _percentile(latencies, 99) * 1000,
+        "p50": percentile(latencies, 50) * 1000,
+        "p99": percentile(latencies, 99) * 1000,
         "max": max(latencies, default=float("nan")) * 1000,
         "errors": float(failures),
         "late_s": max(0.0, elapsed - seconds),

@@ -368,12 +368,9 @@ def main() -> None:
     rows: list[str] = []
     anchors: dict[int, float] = {}
     open_multiples = [float(m) for m in os.environ.get("OPEN_LOOP", "1 2").split()]
-
-    def pids_of() -> list[int]:
-        return [inline.pid, queued.pid, *[w.pid for w in workers]]
-
+    pids = [inline.pid, queued.pid, *[w.pid for w in workers]]
     try:
-        waited = settle([inline.pid, queued.pid, *[w.pid for w in workers]])
+        waited = settle(pids)
         print(f"# Falcon's processes idle after {waited:.0f} s", flush=True)
         for w in workflows:
             modes = ["inline", "queued"] if w == "A" else ["sync", "queued"]
@@ -399,7 +396,6 @@ def main() -> None:
                     url = f"http://127.0.0.1:{port}{path}"
                     wrk(url, c, warmup, headers)
                     drain(agents[w])
-                    pids = [inline.pid, queued.pid, *[w.pid for w in workers]]
                     web = inline if port == FALCON_PORT else queued
                     cpu0 = sum(tree_cpu(p) for p in pids)
                     web0 = children_cpu(web.pid)
@@ -439,7 +435,7 @@ def main() -> None:
                     open_multiples,
                     seconds,
                     warmup,
-                    pids_of(),
+                    pids,
                     n8n_pid,
                 )
     finally:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import http.client
 import os
-import statistics
 import subprocess
 import sys
 import threading
 import time
 
-from benchmarks.common import ROOT, make_agent, setup_django, start_worker, wait_worker_ready
+from benchmarks.common import ROOT, make_agent, percentile, setup_django, start_worker, wait_worker_ready
 
 THREE_STEPS = {
     "inputs": {"type": "object", "properties": {"n": {"type": "integer"}}},
@@ -103,10 +102,6 @@ def load(path: str, secret: str, concurrency: int, seconds: float) -> tuple[list
     for thread in threads:
         thread.join()
     return latencies, counts["accepted"], counts["failed"]
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 2 else values[0]
 
 
 def main() -> None:
